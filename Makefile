@@ -1,0 +1,40 @@
+# The two commands of the README's quick start: `make demo` and `make test`.
+# Each creates .venv and installs what it needs; re-running only reinstalls when
+# pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stoker-installed
+# The CPU build of torch that lies on this machine's disk; never a plain `torch`.
+TORCH := torch==2.13.0
+export KERAS_BACKEND ?= torch
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/stoker demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check stoker tests benchmarks examples
+	$(BIN)/ruff format --check stoker tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

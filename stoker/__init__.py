@@ -1,0 +1,37 @@
+"""stoker: keep a training loop fed.
+
+``stoker.Loader`` runs a batch source on thread or process workers and delivers the
+batches in order, through a bounded queue, deterministically for a seed.
+"""
+
+from stoker._engine.seeding import rng
+from stoker._errors import (
+    ConfigError,
+    LoaderClosed,
+    LoaderTimeout,
+    SerializationError,
+    StokerError,
+    StoreError,
+    WorkerCrashed,
+    WorkerError,
+)
+from stoker._loader import Loader
+from stoker._types import BatchEvent, Observer, observe_all
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BatchEvent",
+    "ConfigError",
+    "Loader",
+    "LoaderClosed",
+    "LoaderTimeout",
+    "Observer",
+    "SerializationError",
+    "StokerError",
+    "StoreError",
+    "WorkerCrashed",
+    "WorkerError",
+    "observe_all",
+    "rng",
+]

@@ -1,0 +1,166 @@
+"""Loader options as one validated, frozen value.
+
+Every bad value is rejected here, once, with the value and the fix in the message, so
+the engine can trust what it gets. Each default says where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+from typing import Any
+
+from stoker._errors import ConfigError
+
+# Keras' PyDataset default is workers=1, which leaves an input-bound loop waiting; 4
+# threads hide most I/O latency on small machines without oversubscribing them.
+DEFAULT_WORKERS = 4
+# Keras' max_queue_size default, kept so ported code behaves the same.
+DEFAULT_MAX_QUEUE_SIZE = 10
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderOptions:
+    """The validated settings of one :class:`stoker.Loader` (see its docstring)."""
+
+    workers: int = DEFAULT_WORKERS
+    use_multiprocessing: bool = False
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    shuffle: bool = False
+    seed: int | None = None
+    batch_size: int | None = None
+    drop_last: bool = False
+    steps_per_epoch: int | None = None
+    ordered: bool = True
+    timeout: float | None = None
+    start_method: str | None = None
+    max_queue_bytes: int | None = None
+    shard: tuple[int, int] | None = None
+    reseed_globals: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.workers == "auto":
+            raise ConfigError(
+                "workers='auto' is not available in this version; pass a number of "
+                "workers, e.g. workers=8 for I/O-bound sources on threads"
+            )
+        if not _is_int(self.workers) or self.workers < 1:
+            raise ConfigError(
+                f"workers={self.workers!r}: expected a whole number >= 1 "
+                "(the number of threads or processes computing batches)"
+            )
+        if not _is_int(self.max_queue_size) or self.max_queue_size < 1:
+            raise ConfigError(
+                f"max_queue_size={self.max_queue_size!r}: expected a whole number >= 1 "
+                "(finished batches allowed to wait for the training loop)"
+            )
+        if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
+            raise ConfigError(
+                f"seed={self.seed!r}: expected None or a whole number >= 0"
+            )
+        if self.batch_size is not None and (
+            not _is_int(self.batch_size) or self.batch_size < 1
+        ):
+            raise ConfigError(
+                f"batch_size={self.batch_size!r}: expected None (source[i] is already "
+                "a batch) or a whole number >= 1 (source[i] is one sample)"
+            )
+        if self.drop_last and self.batch_size is None and self.shard is None:
+            raise ConfigError(
+                "drop_last=True needs batch_size (or shard): without batch_size, "
+                "source[i] is already a whole batch, so there is no last partial "
+                "batch to drop"
+            )
+        if self.steps_per_epoch is not None and (
+            not _is_int(self.steps_per_epoch) or self.steps_per_epoch < 1
+        ):
+            raise ConfigError(
+                f"steps_per_epoch={self.steps_per_epoch!r}: expected None (one full "
+                "pass per epoch) or a whole number >= 1"
+            )
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not self.timeout > 0
+        ):
+            raise ConfigError(
+                f"timeout={self.timeout!r}: expected None (wait forever, but still "
+                "notice dead workers) or a number of seconds > 0"
+            )
+        self._check_processes()
+        self._check_shard()
+
+    def _check_processes(self) -> None:
+        if self.start_method is not None:
+            if self.start_method not in START_METHODS:
+                raise ConfigError(
+                    f"start_method={self.start_method!r}: expected one of "
+                    f"{', '.join(START_METHODS)} or None for the default"
+                )
+            if self.start_method not in multiprocessing.get_all_start_methods():
+                raise ConfigError(
+                    f"start_method={self.start_method!r} is not available on this "
+                    f"platform; use one of {multiprocessing.get_all_start_methods()}"
+                )
+        if self.max_queue_bytes is not None and (
+            not _is_int(self.max_queue_bytes) or self.max_queue_bytes < 1
+        ):
+            raise ConfigError(
+                f"max_queue_bytes={self.max_queue_bytes!r}: expected None or a whole "
+                "number of bytes >= 1"
+            )
+
+    def _check_shard(self) -> None:
+        if self.shard is None:
+            return
+        shard = self.shard
+        ok = (
+            isinstance(shard, tuple)
+            and len(shard) == 2
+            and all(_is_int(v) for v in shard)
+            and shard[1] >= 1
+            and 0 <= shard[0] < shard[1]
+        )
+        if not ok:
+            raise ConfigError(
+                f"shard={shard!r}: expected (index, count) with 0 <= index < count, "
+                "e.g. shard=(rank, world_size); stoker.shard_from_env() reads them"
+            )
+
+    @property
+    def mode(self) -> str:
+        """``"process"`` or ``"thread"``."""
+        return "process" if self.use_multiprocessing else "thread"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values, for observers and the tracker."""
+        out = dataclasses.asdict(self)
+        out["mode"] = self.mode
+        out["shard"] = list(self.shard) if self.shard else None
+        return out
+
+
+def default_start_method() -> str:
+    """The process start method stoker uses when none is given.
+
+    ``forkserver`` where available (Linux): forking a process that already runs threads
+    (a training framework always does) can deadlock in the child, which is why Python
+    3.14 moved away from ``fork`` as the default. ``spawn`` elsewhere. Overridable with
+    the ``STOKER_START_METHOD`` environment variable.
+    """
+    env = os.environ.get("STOKER_START_METHOD")
+    if env:
+        if env not in START_METHODS:
+            raise ConfigError(
+                f"STOKER_START_METHOD={env!r}: expected one of "
+                f"{', '.join(START_METHODS)}"
+            )
+        return env
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
