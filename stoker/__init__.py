@@ -16,6 +16,7 @@ from stoker._errors import (
     WorkerError,
 )
 from stoker._loader import Loader
+from stoker._sharding import shard_from_env
 from stoker._types import BatchEvent, Observer, observe_all
 
 __version__ = "0.1.0.dev0"
@@ -34,4 +35,5 @@ __all__ = [
     "WorkerError",
     "observe_all",
     "rng",
+    "shard_from_env",
 ]

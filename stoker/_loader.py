@@ -385,6 +385,8 @@ class Loader:
                 workers=self.options.workers,
                 buffer=buffer,
             ):
+                if self._closed:
+                    raise LoaderClosed(f"{loader_id} was closed during the epoch")
                 run.release()
                 pos = result.pos
                 done_add(pos)

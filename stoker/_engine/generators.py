@@ -26,7 +26,13 @@ from typing import Any
 from stoker._engine.fetch import nbytes
 from stoker._engine.run import Result
 from stoker._engine.threads import _POLL_S
-from stoker._errors import StokerError
+from stoker._errors import LoaderClosed, StokerError
+
+_EXHAUSTED = (
+    "the generator given to Loader.from_generator is exhausted; pass a factory (a "
+    "function returning a new generator) so stoker can start another pass, or lower "
+    "steps_per_epoch or the number of epochs"
+)
 
 
 class GeneratorExhausted(StokerError):
@@ -49,17 +55,13 @@ class Streams:
         self.skip = [0] * workers  # items to discard first (resume)
 
     def next_item(self, w: int) -> Any:
+        """The next item of worker ``w``'s stream, starting a new pass if it ended."""
         it = self._iters[w]
-        fresh = False
+        fresh = it is None
         if it is None:
             if self.factory is None:
-                raise GeneratorExhausted(
-                    "the generator given to Loader.from_generator is exhausted; pass "
-                    "a factory (a function returning a new generator) so stoker can "
-                    "start another pass, or lower steps_per_epoch or the epochs"
-                )
+                raise GeneratorExhausted(_EXHAUSTED)
             it = self._iters[w] = iter(self.factory(w, self.workers))
-            fresh = True
         while self.skip[w]:
             next(it, None)
             self.skip[w] -= 1
@@ -67,12 +69,12 @@ class Streams:
             return next(it)
         except StopIteration:
             self._iters[w] = None
-            if fresh or self.factory is None:
+            if self.factory is None:
+                raise GeneratorExhausted(_EXHAUSTED) from None
+            if fresh:
                 raise GeneratorExhausted(
-                    f"worker {w}'s generator ended "
-                    + ("without yielding anything" if fresh else "")
-                    + "; a generator source must yield at least steps_per_epoch "
-                    "items per epoch (or be restartable through a factory)"
+                    f"factory({w}, {self.workers}) returned a generator that yields "
+                    "nothing; every worker's stream must yield at least one item"
                 ) from None
             return self.next_item(w)
 
@@ -155,7 +157,8 @@ class GeneratorEpochRun:
             self._cond.notify_all()
 
     def check(self) -> None:
-        return None
+        if self._stopped:  # only close() stops a run while the consumer waits on it
+            raise LoaderClosed("the loader was closed while an epoch was running")
 
     def waiting(self) -> int:
         return self._results.qsize()

@@ -16,9 +16,10 @@ import numpy as np
 # Below this fraction of time spent waiting, the input pipeline is not what limits
 # training (the last few percent are the cost of handing batches over).
 _INPUT_BOUND_WAIT_FRACTION = 0.10
-# A worker whose CPU time is at least this share of its wall time is computing in
-# Python, not waiting on I/O: threads then contend for the GIL.
-_CPU_BOUND_SHARE = 0.5
+# Thread workers that together burn at least this many CPU-seconds per second are
+# computing in Python, not waiting on I/O: the GIL lets only one of them run at a
+# time (about 1.0 at most), so more threads cannot help.
+_GIL_BOUND_LOAD = 0.6
 
 
 class LoaderStats:
@@ -118,8 +119,8 @@ class LoaderStats:
         step = max(elapsed - sum(self.wait_s), 1e-9) / n  # consumer time per batch
         produce = s["mean_produce_s"]
         needed = max(1, int(np.ceil(produce / step)))
-        cpu = [c for c in self.produce_cpu_s if c == c]  # drop NaN
-        cpu_share = (sum(cpu) / max(sum(self.produce_s), 1e-12)) if cpu else 0.0
+        cpu = sum(c for c in self.produce_cpu_s if c == c)  # NaN: unknown
+        gil_load = cpu / max(elapsed, 1e-12)
         if wait_fraction <= _INPUT_BOUND_WAIT_FRACTION:
             spare = (
                 f"; about {needed} workers would keep up"
@@ -131,12 +132,12 @@ class LoaderStats:
                 f"the training step is the limit (the loop waited "
                 f"{wait_fraction:.0%} of the time){spare}",
             )
-        if self.mode == "thread" and cpu_share >= _CPU_BOUND_SHARE:
+        if self.mode == "thread" and gil_load >= _GIL_BOUND_LOAD:
             return (
                 "input-bound",
-                f"the loop waited {wait_fraction:.0%} of the time and batches are "
-                f"CPU work in Python ({cpu_share:.0%} of produce time): threads share "
-                "one GIL, use use_multiprocessing=True",
+                f"the loop waited {wait_fraction:.0%} of the time and the workers "
+                f"kept {gil_load:.2f} CPU busy computing in Python: threads share one "
+                "GIL, so use use_multiprocessing=True",
             )
         return (
             "input-bound",

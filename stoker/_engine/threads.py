@@ -1,15 +1,16 @@
 """Thread workers: the backend for I/O-bound sources.
 
-Threads of one epoch (``workers`` of them, started when iteration starts) share an
-iterator over the epoch's tasks. Before taking a task a worker takes a token from a
-budget of ``max_queue_size + workers`` tokens; the consumer returns one for every
-batch it takes. So at most ``max_queue_size + workers`` batches exist at once,
-finished or in flight, whatever the order in which they complete.
+A loader's worker threads start at its first iteration and serve every epoch until
+``close()``, so later epochs start at once. For each epoch the threads share an
+iterator over its tasks. Before taking a task a worker takes a token from a budget of
+``max_queue_size + workers`` tokens; the consumer returns one for every batch it
+takes. So at most ``max_queue_size + workers`` batches exist at once, finished or in
+flight, whatever the order in which they complete.
 
 Every hand-off is a C-level ``SimpleQueue`` or a list iterator (atomic under the GIL),
-which keeps the per-batch cost to a few microseconds. Threads are daemons and poll a
-stop flag every ``_POLL_S``; ``stop()`` also hands each one a token so an idle worker
-wakes at once.
+which keeps the per-batch cost to a few microseconds. Threads are daemons; an idle
+worker blocks on its job queue, a working one polls the run's stop flag every
+``_POLL_S``, and ``stop()`` hands each worker a token so that it wakes at once.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from typing import Any
 
 from stoker._engine.fetch import Fetcher, nbytes
 from stoker._engine.run import EpochRun, Result, Task
+from stoker._errors import LoaderClosed
 
 _log = logging.getLogger("stoker")
-# How often an idle worker re-checks the stop flag; a stop also wakes it directly.
+# How often a waiting worker re-checks the stop flag; a stop also wakes it directly.
 _POLL_S = 0.1
+# How often an idle worker between epochs checks that the program is still running.
+_IDLE_POLL_S = 1.0
 
 
 def add_note(exc: BaseException, key: Any, pos: int, epoch: int, worker: str) -> None:
@@ -40,16 +44,10 @@ def add_note(exc: BaseException, key: Any, pos: int, epoch: int, worker: str) ->
 
 
 class ThreadEpochRun:
-    """One epoch on a pool of threads (see the module docstring for the bound)."""
+    """One epoch on the pool's threads (see the module docstring for the bound)."""
 
     def __init__(
-        self,
-        fetch: Fetcher,
-        epoch: int,
-        tasks: list[Task],
-        workers: int,
-        budget: int,
-        name: str,
+        self, fetch: Fetcher, epoch: int, tasks: list[Task], workers: int, budget: int
     ) -> None:
         self._fetch = fetch
         self._epoch = epoch
@@ -59,17 +57,12 @@ class ThreadEpochRun:
             self._tokens.put(None)
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._stopped = False
-        count = max(1, min(workers, len(tasks)))
-        self._threads = [
-            threading.Thread(
-                target=self._work, args=(w,), name=f"{name}-worker-{w}", daemon=True
-            )
-            for w in range(count)
-        ]
-        for t in self._threads:
-            t.start()
+        self._workers = workers
+        self._busy = workers  # workers still inside work(); guarded by _idle
+        self._idle = threading.Condition()
 
-    def _work(self, w: int) -> None:
+    def work(self, w: int) -> None:
+        """Worker ``w``'s loop for this epoch; returns when no task is left."""
         take_token = self._tokens.get
         put = self._results.put
         next_task = self._next_task
@@ -77,32 +70,36 @@ class ThreadEpochRun:
         epoch = self._epoch
         clock = time.perf_counter
         cpu_clock = time.thread_time
-        while True:
-            try:
-                take_token(timeout=_POLL_S)
-            except queue.Empty:
+        try:
+            while True:
+                try:
+                    take_token(timeout=_POLL_S)
+                except queue.Empty:
+                    if self._stopped:
+                        return
+                    continue
                 if self._stopped:
                     return
-                continue
-            if self._stopped:
-                return
-            try:
-                pos, key = next_task()
-            except StopIteration:
-                return
-            index = key if isinstance(key, int) else pos
-            t0 = clock()
-            c0 = cpu_clock()
-            try:
-                batch = fetch(key, epoch)
-            except BaseException as exc:  # crosses to the consumer, which re-raises
-                add_note(exc, key, pos, epoch, f"thread worker {w}")
-                put(Result(pos, None, clock() - t0, math.nan, 0, exc, w, index))
-                continue
-            size = nbytes(batch)
-            put(
-                Result(pos, batch, clock() - t0, cpu_clock() - c0, size, None, w, index)
-            )
+                try:
+                    pos, key = next_task()
+                except StopIteration:
+                    return
+                index = key if isinstance(key, int) else pos
+                t0 = clock()
+                c0 = cpu_clock()
+                try:
+                    batch = fetch(key, epoch)
+                except BaseException as exc:  # crosses to the consumer, which re-raises
+                    add_note(exc, key, pos, epoch, f"thread worker {w}")
+                    put(Result(pos, None, clock() - t0, math.nan, 0, exc, w, index))
+                    continue
+                size = nbytes(batch)
+                cpu = cpu_clock() - c0
+                put(Result(pos, batch, clock() - t0, cpu, size, None, w, index))
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
 
     def get(self, timeout_s: float) -> Result | None:
         try:
@@ -114,7 +111,10 @@ class ThreadEpochRun:
         self._tokens.put(None)
 
     def check(self) -> None:
-        return None  # a thread cannot die without its exception reaching us
+        # A thread cannot die without its exception reaching us; only close() stops
+        # a run while the consumer still waits on it.
+        if self._stopped:
+            raise LoaderClosed("the loader was closed while an epoch was running")
 
     def waiting(self) -> int:
         return self._results.qsize()
@@ -122,40 +122,81 @@ class ThreadEpochRun:
     def stop(self) -> None:
         if not self._stopped:
             self._stopped = True
-            for _ in self._threads:
+            for _ in range(self._workers):
                 self._tokens.put(None)
 
     def join(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        for t in self._threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        if alive:
+        with self._idle:
+            self._idle.wait_for(lambda: self._busy == 0, timeout_s)
+            busy = self._busy
+        if busy:
             _log.warning(
-                "stoker: %d worker thread(s) still inside source[i] after %.1f s: %s",
-                len(alive),
+                "stoker: %d worker thread(s) still inside source[i] after %.1f s",
+                busy,
                 timeout_s,
-                ", ".join(alive),
             )
-        return not alive
+        return not busy
 
 
 class ThreadBackend:
-    """Starts a fresh set of threads per epoch; nothing to keep between epochs."""
+    """A pool of ``workers`` threads, started at the first epoch, kept until close."""
 
     def __init__(self, fetch: Fetcher, workers: int, budget: int, name: str) -> None:
         self._fetch = fetch
         self._workers = workers
         self._budget = budget
         self._name = name
+        self._jobs: list[queue.SimpleQueue[ThreadEpochRun | None]] = []
+        self._threads: list[threading.Thread] = []
+
+    def _start_threads(self) -> None:
+        for w in range(self._workers):
+            jobs: queue.SimpleQueue[ThreadEpochRun | None] = queue.SimpleQueue()
+            t = threading.Thread(
+                target=self._serve,
+                args=(w, jobs),
+                name=f"{self._name}-worker-{w}",
+                daemon=True,
+            )
+            self._jobs.append(jobs)
+            self._threads.append(t)
+            t.start()
+
+    @staticmethod
+    def _serve(w: int, jobs: queue.SimpleQueue[ThreadEpochRun | None]) -> None:
+        while True:
+            try:
+                run = jobs.get(timeout=_IDLE_POLL_S)
+            except queue.Empty:
+                if threading.main_thread().is_alive():
+                    continue
+                return  # the interpreter is shutting down without close()
+            if run is None:
+                return
+            run.work(w)
 
     def start_epoch(self, epoch: int, tasks: list[Task]) -> EpochRun:
-        return ThreadEpochRun(
-            self._fetch, epoch, tasks, self._workers, self._budget, self._name
-        )
+        if not self._threads:
+            self._start_threads()
+        run = ThreadEpochRun(self._fetch, epoch, tasks, self._workers, self._budget)
+        for jobs in self._jobs:
+            jobs.put(run)
+        return run
 
     def epoch_boundary(self) -> None:
         return None  # threads read the source object itself: nothing to resync
 
     def close(self, timeout_s: float) -> None:
-        return None  # runs are stopped and joined by the loader
+        for jobs in self._jobs:
+            jobs.put(None)
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            _log.warning(
+                "stoker: worker threads still inside source[i] at close: %s",
+                ", ".join(alive),
+            )
+        self._jobs = []
+        self._threads = []

@@ -1,0 +1,34 @@
+"""Shared fixtures: the backend parameter and leak guards."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from tests.harness import BACKENDS
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> dict:
+    """Loader keyword arguments selecting one backend (see tests/harness.py)."""
+    return request.param
+
+
+def stoker_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("loader-")]
+
+
+@pytest.fixture(autouse=True)
+def no_worker_threads_left():
+    """Every test must leave no stoker worker thread running once loaders close."""
+    yield
+    deadline = time.monotonic() + 5
+    while stoker_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    left = stoker_threads()
+    assert not left, f"stoker threads left running: {[t.name for t in left]}"

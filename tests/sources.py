@@ -1,0 +1,168 @@
+"""Batch sources for the conformance harness.
+
+Module-level classes so that process workers started with spawn or forkserver can
+import them by name.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import numpy as np
+
+import stoker
+
+
+class Indexed:
+    """Batch ``i`` is ``(x, y)`` whose content encodes ``i`` and ``stoker.rng()``."""
+
+    def __init__(self, n: int = 24, sleep: float = 0.0, shape: tuple[int, ...] = (4,)):
+        self.n = n
+        self.sleep = sleep
+        self.shape = shape
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        if self.sleep:
+            time.sleep(self.sleep)
+        noise = stoker.rng().standard_normal(self.shape).astype(np.float32)
+        return np.full(self.shape, i, dtype=np.int64), noise
+
+
+class Jittery(Indexed):
+    """Like Indexed, but batches finish out of order (seeded sleep per index)."""
+
+    def __getitem__(self, i: int):
+        time.sleep(random.Random(i).random() * 0.01)
+        return super().__getitem__(i)
+
+
+class Samples:
+    """Per-sample source: sample ``i`` is a dict with an int label and a vector."""
+
+    def __init__(self, n: int = 23):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return {
+            "x": np.full((3,), i, dtype=np.float32),
+            "y": i,
+            "r": stoker.rng().random(),
+        }
+
+
+class Structured:
+    """Batches of every supported structure: tuples, lists, dicts, objects."""
+
+    def __len__(self) -> int:
+        return 6
+
+    def __getitem__(self, i: int):
+        return {
+            "tuple": (np.arange(i + 1), np.float64(i)),
+            "list": [np.ones((2, 2)) * i, "text", None],
+            "obj": {"name": f"batch-{i}", "values": list(range(i))},
+            "objarray": np.array([f"s{i}", None], dtype=object),
+        }
+
+
+class FailsAt:
+    """Raises KeyError at the given indices, works elsewhere."""
+
+    def __init__(self, bad: tuple[int, ...] = (5,), n: int = 12, sleep: float = 0.0):
+        self.bad = bad
+        self.n = n
+        self.sleep = sleep
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if self.sleep:
+            time.sleep(self.sleep)
+        if i in self.bad:
+            raise KeyError(f"missing record {i}")
+        return np.array([i])
+
+
+class Slow:
+    """Every batch takes ``sleep`` seconds (for timeouts and shutdown)."""
+
+    def __init__(self, sleep: float = 5.0, n: int = 8):
+        self.sleep = sleep
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        time.sleep(self.sleep)
+        return np.array([i])
+
+
+class EpochHooks:
+    """A Keras-style Sequence that reshuffles its own state in on_epoch_end.
+
+    Batch ``i`` is ``self.order[i]``; workers must see the new order each epoch.
+    """
+
+    def __init__(self, n: int = 10):
+        self.n = n
+        self.order = list(range(n))
+        self.begins = 0
+        self.ends = 0
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        return np.array([self.order[i], self.generation])
+
+    def on_epoch_begin(self) -> None:
+        self.begins += 1
+
+    def on_epoch_end(self) -> None:
+        self.ends += 1
+        self.generation += 1
+        self.order = list(np.random.default_rng(self.generation).permutation(self.n))
+
+
+class Counting:
+    """Counts batches started (threads only): for the memory-bound test."""
+
+    def __init__(self, n: int = 60, sleep: float = 0.001):
+        self.n = n
+        self.sleep = sleep
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        with self.lock:
+            self.started += 1
+        time.sleep(self.sleep)
+        return np.array([i])
+
+
+class LegacyRandom:
+    """Calls the global generators, as old Keras code does."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int):
+        return np.array([np.random.rand(), random.random()])

@@ -1,0 +1,108 @@
+"""Stats, verdicts, observers and the memory bound."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+import stoker
+from tests import sources
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def on_start(self, loader_id, settings):
+        self.calls.append(("start", settings))
+
+    def on_batch(self, event):
+        self.calls.append(("batch", event))
+
+    def on_epoch_end(self, loader_id, epoch, summary):
+        self.calls.append(("epoch_end", epoch))
+
+    def on_close(self, loader_id, summary):
+        self.calls.append(("close", summary))
+
+
+def test_observers_see_everything_and_scoped_ones_attach():
+    rec, scoped = Recorder(), Recorder()
+    with stoker.observe_all(scoped):
+        loader = stoker.Loader(sources.Indexed(n=5), workers=2, observers=[rec], seed=3)
+    outside = stoker.Loader(sources.Indexed(n=2), workers=1)
+    with loader:
+        list(loader)
+    list(outside)
+    outside.close()
+    for r in (rec, scoped):
+        kinds = [c[0] for c in r.calls]
+        assert kinds == ["start"] + ["batch"] * 5 + ["epoch_end", "close"]
+    settings = rec.calls[0][1]
+    assert settings["workers"] == 2 and settings["mode"] == "thread"
+    assert settings["seed"] == 3 and settings["length"] == 5
+    event = rec.calls[1][1]
+    assert isinstance(event, stoker.BatchEvent) and event.nbytes == 4 * 8 + 4 * 4
+    assert rec.calls[-1][1]["batches"] == 5
+
+
+def test_a_failing_observer_does_not_break_training(caplog):
+    class Broken(Recorder):
+        def on_batch(self, event):
+            raise RuntimeError("observer bug")
+
+    with stoker.Loader(sources.Indexed(n=3), observers=[Broken()]) as loader:
+        assert len(list(loader)) == 3
+    assert "observer bug" in caplog.text
+
+
+def test_input_bound_verdict_names_the_worker_count():
+    with stoker.Loader(sources.Indexed(n=12, sleep=0.02), workers=1) as loader:
+        list(loader)
+        s = loader.stats.summary()
+    assert s["verdict"] == "input-bound" and s["wait_fraction"] > 0.5
+    assert "workers would keep up (now 1)" in s["advice"]
+    assert s["time_to_first_batch_s"] > 0.015
+
+
+def test_compute_bound_verdict():
+    with stoker.Loader(sources.Indexed(n=12), workers=2) as loader:
+        for _ in loader:
+            time.sleep(0.01)
+        s = loader.stats.summary()
+    assert s["verdict"] == "compute-bound", s
+
+
+def test_cpu_bound_threads_suggest_processes():
+    class Spin:
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            t = time.thread_time()
+            while time.thread_time() - t < 0.01:
+                pass
+            return np.zeros(1)
+
+    with stoker.Loader(Spin(), workers=2) as loader:
+        list(loader)
+        assert "use_multiprocessing=True" in loader.stats.summary()["advice"]
+
+
+@pytest.mark.parametrize(("workers", "queue"), [(1, 1), (3, 2), (4, 10)])
+def test_never_more_than_queue_plus_workers_batches_exist(workers, queue):
+    src = sources.Counting(n=60)
+    most = 0
+    with stoker.Loader(src, workers=workers, max_queue_size=queue) as loader:
+        for delivered, _ in enumerate(loader, start=1):
+            time.sleep(0.005)  # a slow consumer lets the queue fill up
+            # started - delivered = batches finished or in flight, not yet taken:
+            # `queue` may wait for the loop, `workers` more be in flight.
+            most = max(most, src.started - delivered)
+            assert src.started - delivered <= queue + workers
+        assert src.started == 60
+    assert most == queue + workers  # and prefetch does fill the budget
