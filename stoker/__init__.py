@@ -4,7 +4,9 @@
 batches in order, through a bounded queue, deterministically for a seed.
 """
 
+from stoker import track
 from stoker._engine.seeding import rng
+from stoker._engine.shm import empty, zeros
 from stoker._errors import (
     ConfigError,
     LoaderClosed,
@@ -33,7 +35,10 @@ __all__ = [
     "StoreError",
     "WorkerCrashed",
     "WorkerError",
+    "empty",
     "observe_all",
     "rng",
     "shard_from_env",
+    "track",
+    "zeros",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from stoker._engine import seeding
@@ -43,13 +43,16 @@ class _Resources:
         self.run: EpochRun | None = None
 
     def release(self) -> None:
+        # Close the backend before joining the run: process workers are stopped
+        # within a second, instead of first finishing the batches they hold.
         if self.run is not None:
             self.run.stop()
-            self.run.join(_JOIN_TIMEOUT_S)
-            self.run = None
         if self.backend is not None:
             self.backend.close(_JOIN_TIMEOUT_S)
             self.backend = None
+        if self.run is not None:
+            self.run.join(_JOIN_TIMEOUT_S)
+            self.run = None
 
 
 def _source_length(source: Any) -> int:
@@ -163,6 +166,7 @@ class Loader:
         self._done: set[int] = set()  # positions of the current epoch delivered
         self._resumed = False
         self._iterating = False
+        self._active_iter: weakref.ref[Generator[Any, None, None]] | None = None
         self._closed = False
         self._pending_end: EpochRun | None = None  # cut-short epoch to finish
         self._resources = _Resources()
@@ -213,9 +217,16 @@ class Loader:
     def __iter__(self) -> Iterator[Any]:
         """Run one epoch; yields its batches. Every position exactly once."""
         self._check_open()
+        active = self._active_iter() if self._active_iter is not None else None
+        if active is not None:
+            # An earlier epoch's iterator is paused mid-epoch: starting a new one ends
+            # it, exactly as a `break` would (its undelivered batches are not lost to
+            # the new epoch, which is a fresh pass over its own positions).
+            active.close()
         self._finish_cut_epoch()
-        self._iterating = True
-        return self._epoch_iter()
+        gen = self._epoch_iter()
+        self._active_iter = weakref.ref(gen)
+        return gen
 
     def close(self) -> None:
         """Stop the workers and free every resource; idempotent."""
@@ -360,7 +371,7 @@ class Loader:
         if callable(hook):
             hook()
 
-    def _epoch_iter(self) -> Iterator[Any]:
+    def _epoch_iter(self) -> Generator[Any, None, None]:
         epoch = self._epoch
         positions = [p for p in range(len(self)) if p not in self._done]
         if not self._resumed:
@@ -370,8 +381,13 @@ class Loader:
         observers = self._observers
         loader_id = self.id
         done_add = self._done.add
+        self._iterating = True
+        try:
+            run = self._start_run(epoch, positions)
+        except BaseException:
+            self._iterating = False  # nothing started: the epoch is still to run
+            raise
         stats.epoch_started()
-        run = self._start_run(epoch, positions)
         self._resources.run = run
         buffer: dict[int, Result] = {}
         completed = False
@@ -431,11 +447,12 @@ class Loader:
         if run is None:
             return
         self._pending_end = None
+        if not call_hook:
+            return  # closing: _Resources.release stops the backend, then joins
         run.join(_JOIN_TIMEOUT_S)
         if self._resources.run is run:
             self._resources.run = None
-        if call_hook:
-            self._end_epoch(self._epoch - 1)
+        self._end_epoch(self._epoch - 1)
 
     def _end_epoch(self, epoch: int) -> None:
         self._hook("on_epoch_end")

@@ -192,3 +192,13 @@ def test_state_dict_is_json_and_pickle_friendly(backend):
         state = loader.state_dict()
     assert json.loads(json.dumps(state)) == state
     assert pickle.loads(pickle.dumps(state)) == state
+
+
+def test_new_iteration_ends_a_paused_epoch(backend):
+    with make(sources.Indexed(n=6), backend, workers=2) as loader:
+        paused = iter(loader)
+        assert [int(next(paused)[0][0]) for _ in range(2)] == [0, 1]
+        assert ids_of(list(loader)) == list(range(6))  # a whole new epoch
+        assert loader.epoch == 2
+        with pytest.raises(StopIteration):
+            next(paused)

@@ -114,3 +114,17 @@ def test_drop_last_evens_shards():
         len(stoker.Loader(sources.Indexed(n=14), shard=(i, 4))) for i in range(4)
     ]
     assert lengths == [4, 4, 3, 3]
+
+
+def test_failed_epoch_start_leaves_the_loader_resumable(monkeypatch):
+    with stoker.Loader(sources.Indexed(n=4), seed=1) as loader:
+
+        def broken(*args):
+            raise stoker.SerializationError("cannot cross")
+
+        monkeypatch.setattr(loader, "_start_run", broken)
+        with pytest.raises(stoker.SerializationError):
+            next(iter(loader))
+        monkeypatch.undo()
+        loader.load_state_dict(loader.state_dict())
+        assert len(list(loader)) == 4

@@ -1,0 +1,7 @@
+"""Framework adapters: hand a ``stoker.Loader`` to a training framework.
+
+Each adapter is a module of its own that imports exactly one framework, so importing
+``stoker`` never imports one: ``stoker.adapters.keras`` (Keras 3: ``model.fit`` input
+and a port of Keras 2's ``fit_generator``). A missing framework raises an
+``ImportError`` that names the ``pip install 'stoker[...]'`` command.
+"""

@@ -1,0 +1,100 @@
+"""``stoker.bench``: measure a loader over a grid of settings, next to its peers.
+
+The library behind ``stoker bench`` (the CLI only parses and prints) and the
+measurement the autotuner reuses::
+
+    from stoker import bench
+
+    workload = bench.make_workload("latency", batches=64)
+    result = bench.sweep(workload, workers=[1, 2, 4, 8], modes=["thread"],
+                         compare=["keras", "torch"])
+    bench.write_json(result, "bench.json")
+    bench.draw_chart(result, "bench.png")        # needs stoker[charts]
+    best = bench.best(result)                    # the fastest stoker setting
+
+    # one measured epoch of one setting
+    sample = bench.measure(bench.StokerRunner(), source,
+                           bench.Setting("stoker", "thread", workers=4, queue=10))
+
+This package uses only stoker's public API; Keras, torch and matplotlib are imported
+lazily, when asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stoker.bench.monitor import Monitor, Usage
+from stoker.bench.peers import PEERS, KerasRunner, TorchRunner
+from stoker.bench.report import (
+    ROW_FIELDS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    TOP_FIELDS,
+    best,
+    rows,
+    table,
+    to_dict,
+    write_csv,
+    write_json,
+)
+from stoker.bench.runners import (
+    BATCH_TIMEOUT_S,
+    MODES,
+    Availability,
+    Runner,
+    SerialRunner,
+    Setting,
+    StokerRunner,
+)
+from stoker.bench.sweep import Result, Sample, SweepResult, measure, sweep
+from stoker.bench.tracking import record
+from stoker.bench.workloads import BUILTIN, Workload, WorkloadError, make_workload
+
+
+def draw_chart(result: SweepResult, path: str | Path) -> Path:
+    """Draw the sweep's PNG chart (see :func:`stoker.bench.chart.draw`).
+
+    Raises:
+        ConfigError: matplotlib is missing; the message names ``stoker[charts]``.
+    """
+    from stoker.bench.chart import draw
+
+    return draw(result, path)
+
+
+__all__ = [
+    "BATCH_TIMEOUT_S",
+    "BUILTIN",
+    "MODES",
+    "PEERS",
+    "ROW_FIELDS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TOP_FIELDS",
+    "Availability",
+    "KerasRunner",
+    "Monitor",
+    "Result",
+    "Runner",
+    "Sample",
+    "SerialRunner",
+    "Setting",
+    "StokerRunner",
+    "SweepResult",
+    "TorchRunner",
+    "Usage",
+    "Workload",
+    "WorkloadError",
+    "best",
+    "draw_chart",
+    "make_workload",
+    "measure",
+    "record",
+    "rows",
+    "sweep",
+    "table",
+    "to_dict",
+    "write_csv",
+    "write_json",
+]

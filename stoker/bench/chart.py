@@ -1,0 +1,119 @@
+"""The sweep as a PNG: throughput (and speedup) against workers, one line per loader
+and mode, next to the CPU seconds each setting burned.
+
+matplotlib is an optional extra (``stoker[charts]``), imported only when a chart is
+drawn, with the non-interactive Agg backend so it works on a headless machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stoker import ConfigError
+from stoker.bench.report import rows
+from stoker.bench.sweep import SweepResult
+
+_COLORS = {"stoker": "tab:blue", "keras": "tab:red", "torch": "tab:orange"}
+_STYLES = {"thread": "-", "process": "--"}
+_MARKERS = "osD^v"
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError(
+            "drawing the chart needs matplotlib: pip install 'stoker[charts]' "
+            "(or pass --no-chart)"
+        ) from None
+    matplotlib.use("Agg")  # no display needed; must precede importing pyplot
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw(result: SweepResult, path: str | Path) -> Path:
+    """Draw the sweep's chart as a PNG at ``path``.
+
+    Args:
+        result: a finished sweep.
+        path: where to write the PNG (folders must exist).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    plt = _pyplot()
+    path = Path(path)
+    table = rows(result)
+    base = table[0]
+    lines: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in table[1:]:
+        if r["status"] == "ok":
+            lines.setdefault((r["loader"], r["mode"], r["queue"]), []).append(r)
+    queues = sorted({q for _, _, q in lines})
+    fig, (ax, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
+    try:
+        for (loader, mode, queue), points in sorted(lines.items()):
+            points.sort(key=lambda r: r["workers"])
+            xs = [r["workers"] for r in points]
+            ys = [r["batches_per_s"] for r in points]
+            err = [
+                [r["batches_per_s"] - r["batches_per_s_min"] for r in points],
+                [r["batches_per_s_max"] - r["batches_per_s"] for r in points],
+            ]
+            label = f"{loader} {mode}" + (f" Q={queue}" if len(queues) > 1 else "")
+            style = {
+                "color": _COLORS.get(loader, "tab:green"),
+                "linestyle": _STYLES.get(mode, ":"),
+                "marker": _MARKERS[queues.index(queue) % len(_MARKERS)],
+            }
+            ax.errorbar(xs, ys, yerr=err, capsize=3, label=label, **style)
+            cpu = [r["user_s"] + r["sys_s"] for r in points]
+            ax_cpu.plot(xs, cpu, label=label, **style)
+        workers = sorted({r["workers"] for pts in lines.values() for r in pts})
+        serial_bps = base["batches_per_s"]
+        if serial_bps:
+            ax.axhline(serial_bps, color="gray", linewidth=1, label="serial loop")
+            ax.plot(
+                workers,
+                [serial_bps * w for w in workers],
+                color="gray",
+                linestyle=":",
+                label="ideal (serial x workers)",
+            )
+            ax.secondary_yaxis(
+                "right", functions=(lambda y: y / serial_bps, lambda s: s * serial_bps)
+            ).set_ylabel("speedup vs serial")
+            ax_cpu.axhline(
+                base["user_s"] + base["sys_s"],
+                color="gray",
+                linewidth=1,
+                label="serial",
+            )
+        w = result.workload
+        ax.set_title(f"stoker bench {w.name}: throughput")
+        ax.set_ylabel("batches / s (median, min-max bars)")
+        ax_cpu.set_title("CPU cost (user + sys, whole process tree)")
+        ax_cpu.set_ylabel("CPU seconds per run")
+        for a in (ax, ax_cpu):
+            if workers:
+                a.set_xscale("log", base=2)
+                a.set_xticks(workers, [str(x) for x in workers])
+            a.set_xlabel("workers")
+            a.set_ylim(bottom=0)
+            a.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.suptitle(
+            f"{w.description}; {w.params.get('batches')} batches per run, "
+            f"median of {result.grid['repeat']}",
+            fontsize="small",
+        )
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,65 @@
+"""Experiment tracking: ``with stoker.track("mnist", params={...}) as run:``.
+
+Local first: runs, params, metrics, loader statistics, code version and environment
+go into an SQLite store (``.stoker/store.db`` under the working directory, or
+``$STOKER_STORE``, or ``store=``), written by one background thread per run so
+``run.log`` costs the training loop a few microseconds. Read them back with
+``stoker runs`` or the functions here. See docs/tracking.md.
+
+This module is callable: ``stoker.track(...)`` is :func:`track`, while
+``stoker.track.Store`` and the rest stay reachable as attributes. Importing it needs
+only the standard library; psutil is imported when a run starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+from stoker.track._migrations import LATEST as SCHEMA_VERSION
+from stoker.track._query import (
+    compare_runs,
+    delete_run,
+    export_run,
+    get_run,
+    git_diff,
+    jsonable,
+    list_runs,
+    metric_buckets,
+)
+from stoker.track._rerun import RerunResult, rerun
+from stoker.track._run import Run, active_run, track
+from stoker.track._sqlite import DEFAULT_STORE, STORE_ENV, resolve_path
+from stoker.track._store import Store
+
+__all__ = [
+    "DEFAULT_STORE",
+    "SCHEMA_VERSION",
+    "STORE_ENV",
+    "RerunResult",
+    "Run",
+    "Store",
+    "active_run",
+    "compare_runs",
+    "delete_run",
+    "export_run",
+    "get_run",
+    "git_diff",
+    "jsonable",
+    "list_runs",
+    "metric_buckets",
+    "rerun",
+    "resolve_path",
+    "track",
+]
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``stoker.track(...)`` work while ``stoker.track`` stays a package."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return track(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

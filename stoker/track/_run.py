@@ -1,0 +1,439 @@
+"""A tracked run: context manager, decorator, metric logger and loader observer.
+
+Threads: the caller's thread validates and appends to a deque (``run.log`` and the
+``on_*`` observer methods do nothing else); the run's writer thread (``_writer``)
+writes; a capture thread records git and the environment once. ``log`` may be called
+from any thread.
+
+Lifecycle: ``start()`` creates the run row (status 'running') and raises
+:class:`StoreError` at once if the store is unusable; ``end()`` records 'finished',
+'failed' (with the traceback) or 'killed' (Ctrl-C) and writes everything left. A run
+still open when the interpreter exits is ended by an ``atexit`` hook: 'failed' with
+the traceback if an exception ended the program, else 'finished'. A process that dies
+without exiting (SIGKILL, SIGTERM, OOM) cannot record anything: readers mark its run
+'killed' (see ``_liveness``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import contextvars
+import functools
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from stoker._errors import StoreError
+from stoker._types import BatchEvent, observe_all
+from stoker.track import _validate
+from stoker.track._capture import command
+from stoker.track._liveness import host, process_started_at
+from stoker.track._store import Store
+from stoker.track._writer import (
+    BATCH,
+    CLOSE,
+    EPOCH,
+    LOADER_START,
+    METRIC,
+    PARAMS,
+    TAGS,
+    Writer,
+)
+
+RERUN_ENV = "STOKER_RERUN_OF"
+# Ending a run waits this long for its writer's last transaction (which itself may
+# wait the store's busy timeout a few times).
+_JOIN_TIMEOUT_S = 60.0
+_FLUSH_TIMEOUT_S = 10.0
+_MAX_ERROR_CHARS = 65_536
+_MAX_STEP = _validate.MAX_STEP
+_log = logging.getLogger("stoker")
+_time = time.time
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_active: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
+    "stoker_track_active", default=()
+)
+_open_runs: list[Run] = []  # every started, not yet ended run of the process
+_open_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _default_name() -> str:
+    arg0 = sys.argv[0] if sys.argv else ""
+    stem = Path(arg0).stem if arg0 not in ("", "-c", "-m") else ""
+    return stem or "run"
+
+
+def _not_running(*_: Any) -> None:
+    raise RuntimeError(
+        "this run is not running: log inside `with stoker.track(...) as run:` "
+        "(or between run.start() and run.end())"
+    )
+
+
+def _drop(_: Any) -> None:
+    """Where a loader's reports go once its run has ended."""
+
+
+def _encode(kind: str, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    encode = _validate.param_json if kind == "param" else _validate.tag_text
+    return [(_validate.check_name(k, kind), encode(k, x)) for k, x in values.items()]
+
+
+class Run:
+    """One tracked run. Make it with :func:`stoker.track`; see the module docstring.
+
+    Attributes:
+        id: the run's id in the store (None until started).
+        name: the run's name.
+        store: the store's absolute path (None until started).
+        status: 'new', 'running', 'finished', 'failed' or 'killed'.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        store: str | os.PathLike[str] | None = None,
+        *,
+        tags: Mapping[str, Any] | None = None,
+        capture: bool = True,
+        sample: bool = True,
+    ) -> None:
+        self._spec = (name, params, store, tags, capture, sample)
+        self.name = _validate.check_name(
+            name if name is not None else _default_name(), "run"
+        )
+        self._params = _encode("param", params or {})
+        self._tags = _encode("tag", tags or {})
+        rerun_of = os.environ.get(RERUN_ENV)
+        if rerun_of:
+            self._tags.append(("rerun_of", rerun_of))
+        self.id: int | None = None
+        self.store: Path | None = None
+        self.status = "new"
+        self._queue: collections.deque[tuple] = collections.deque()
+        # Observer reports are queued even before start(), so a loader made with
+        # observers=[run] earlier still has its settings recorded.
+        self._put: Callable[[tuple], None] = self._queue.append
+        self._log_put: Callable[[tuple], None] = _not_running
+        self._names: set[str] = set()
+        self._next_step = 0
+        self._writer: Writer | None = None
+        self._store: Store | None = None
+        self._observing: contextlib.AbstractContextManager[Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<stoker.track.Run {self.id} {self.name!r} {self.status}>"
+
+    # -- lifecycle --------------------------------------------------------------------
+    def start(self) -> Run:
+        """Create the run in the store and start recording; returns the run.
+
+        Raises:
+            StoreError: the store cannot be created, opened or written.
+            RuntimeError: the run was started before.
+        """
+        if self.status != "new":
+            raise RuntimeError(
+                f"{self!r} was already started; call stoker.track(...) for a new run"
+            )
+        store = Store.open(self._spec[2], create=True)
+        try:
+            now = _time()
+            pid = os.getpid()
+            self.id = store.create_run(
+                name=self.name,
+                created_at=now,
+                heartbeat_at=now,
+                host=host(),
+                pid=pid,
+                pid_started_at=process_started_at(pid),
+                **command(),
+            )
+        except BaseException:
+            store.close()
+            raise
+        self._store, self.store = store, store.path
+        if self._params:
+            self._queue.append((PARAMS, self._params))
+        if self._tags:
+            self._queue.append((TAGS, self._tags))
+        capture, sample = self._spec[4], self._spec[5]
+        self._writer = Writer(
+            store, self.id, self._queue, capture=capture, sample=sample
+        )
+        self._writer.start()
+        self.status = "running"
+        self._log_put = self._queue.append
+        self._observing = observe_all(self)
+        self._observing.__enter__()
+        _active.set((*_active.get(), self))
+        with _open_lock:
+            _open_runs.append(self)
+        _register_atexit()
+        return self
+
+    def end(self, status: str = "finished", error: str | None = None) -> None:
+        """Record the final status and write everything logged; idempotent.
+
+        Args:
+            status: 'finished', 'failed' or 'killed'.
+            error: the traceback or reason, for 'failed' and 'killed'.
+
+        Raises:
+            StoreError: the store could not be written: the data logged since the
+                last successful write is lost (the message says why).
+        """
+        if status not in ("finished", "failed", "killed"):
+            raise ValueError(f"status={status!r}: use 'finished', 'failed' or 'killed'")
+        if self.status != "running":
+            return
+        assert self._writer is not None and self._store is not None
+        self._log_put = _not_running
+        self._put = _drop
+        if self._observing is not None:
+            self._observing.__exit__(None, None, None)
+        _active.set(tuple(r for r in _active.get() if r is not self))
+        with _open_lock, contextlib.suppress(ValueError):
+            _open_runs.remove(self)
+        if error is not None and len(error) > _MAX_ERROR_CHARS:
+            error = "...\n" + error[-_MAX_ERROR_CHARS:]
+        written = self._writer.finish(status, error, _JOIN_TIMEOUT_S)
+        self.status = status
+        if not self._writer.alive:  # one stuck in a busy wait keeps its connection
+            self._store.close()
+        if not written and not self._writer.deleted:
+            raise StoreError(
+                f"run {self.id} could not be completed in {self.store}: "
+                f"{self._writer.error}; what was logged since its last successful "
+                "write is lost"
+            )
+
+    def __enter__(self) -> Run:
+        return self.start()
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if et is None or (issubclass(et, SystemExit) and ev.code in (None, 0)):
+            status, error = "finished", None
+        elif issubclass(et, KeyboardInterrupt):
+            status, error = "killed", "KeyboardInterrupt"
+        else:
+            status = "failed"
+            error = "".join(traceback.format_exception(et, ev, tb))
+        try:
+            self.end(status, error)
+        except StoreError:
+            if et is None:
+                raise
+            _log.exception("stoker.track: while ending run %s", self.id)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Use as a decorator: every call of ``fn`` is a new run with these options."""
+        if not callable(fn):
+            raise TypeError(f"stoker.track(...) decorates a function, not {fn!r}")
+        name, params, store, tags, capture, sample = self._spec
+        name = name or getattr(fn, "__name__", None)
+
+        @functools.wraps(fn)
+        def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
+            run = Run(name, params, store, tags=tags, capture=capture, sample=sample)
+            with run:
+                return fn(*args, **kwargs)
+
+        return tracked
+
+    def flush(self, timeout: float = _FLUSH_TIMEOUT_S) -> None:
+        """Block until everything logged so far is in the store.
+
+        Raises:
+            StoreError: it was not written within ``timeout`` seconds.
+        """
+        if self._writer is None or self.status != "running":
+            return
+        if not self._writer.flush(timeout):
+            raise StoreError(
+                f"run {self.id}: not flushed to {self.store} within {timeout:g} s "
+                f"({self._writer.error or 'the writer is still busy'})"
+            )
+
+    # -- logging ----------------------------------------------------------------------
+    def log(
+        self,
+        metrics: Mapping[str, Any] | None = None,
+        /,
+        *,
+        step: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Record metric values at ``step``; a few microseconds, never blocks.
+
+        Args:
+            metrics: ``{name: value}``, for names that are not Python identifiers
+                (``run.log({"val/loss": 0.3}, step=5)``); merged with ``kwargs``.
+            step: a whole number; default: one more than the previous call's step,
+                from 0.
+            **kwargs: ``name=value`` pairs. Values: numbers, numpy scalars, 0-d
+                arrays, one-element tensors; NaN and infinities are kept.
+
+        Raises:
+            TypeError: a value is not numeric, or ``step`` is not a whole number.
+            ValueError: a name is empty, longer than 250 characters or holds NUL.
+            RuntimeError: the run is not running.
+        """
+        t = _time()
+        if metrics is not None:
+            values = {**metrics, **kwargs} if kwargs else dict(metrics)
+        else:
+            values = kwargs
+        names = self._names
+        # ``values`` is this call's own dict (the kwargs, or the copy above), so the
+        # conversions below may replace its values in place.
+        for key, x in values.items():
+            if key not in names:
+                names.add(_validate.check_name(key, "metric"))
+            tx = type(x)
+            if tx is not float and tx is not int:
+                values[key] = _validate.to_float(key, x)
+        if step is None:
+            step = self._next_step
+        elif type(step) is not int or not -_MAX_STEP <= step <= _MAX_STEP:
+            step = _validate.to_step(step)
+        self._next_step = step + 1
+        self._log_put((METRIC, t, step, values))
+
+    def log_params(
+        self, params: Mapping[str, Any] | None = None, /, **kwargs: Any
+    ) -> None:
+        """Record (or overwrite) parameters; see the package docs for what is kept.
+
+        Raises:
+            ValueError: a name is unusable, or a value is longer than 65,536
+                characters once encoded as JSON.
+            RuntimeError: the run is not running.
+        """
+        self._log_put((PARAMS, _encode("param", {**(params or {}), **kwargs})))
+
+    def set_tags(self, tags: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
+        """Set (or overwrite) text tags; non-strings are stored as their ``str()``.
+
+        Raises:
+            ValueError: a name is unusable, or a value is longer than 65,536
+                characters.
+            RuntimeError: the run is not running.
+        """
+        self._log_put((TAGS, _encode("tag", {**(tags or {}), **kwargs})))
+
+    # -- the engine's Observer protocol (stoker._types.Observer) ----------------------
+    def on_start(self, loader_id: str, settings: dict[str, Any]) -> None:
+        """A loader was created in the run: keep its settings."""
+        self._put((LOADER_START, _time(), loader_id, settings))
+
+    def on_batch(self, event: BatchEvent) -> None:
+        """A batch was delivered: keep its wait, produce time and queue depth."""
+        self._put((BATCH, _time(), event))
+
+    def on_epoch_end(self, loader_id: str, epoch: int, summary: dict[str, Any]) -> None:
+        """A loader's epoch ended: keep its summary."""
+        self._put((EPOCH, _time(), loader_id, epoch, summary))
+
+    def on_close(self, loader_id: str, summary: dict[str, Any]) -> None:
+        """A loader closed: keep its final summary."""
+        self._put((CLOSE, _time(), loader_id, summary))
+
+
+def track(
+    name: str | Callable[..., Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    *,
+    tags: Mapping[str, Any] | None = None,
+    capture: bool = True,
+    sample: bool = True,
+) -> Any:
+    """Open a tracked run: ``with stoker.track("mnist", params={...}) as run:``.
+
+    Also a decorator (``@stoker.track("mnist")`` or bare ``@stoker.track``): each call
+    of the function is a run. Every ``stoker.Loader`` created inside the run reports
+    its settings and per-batch statistics to it.
+
+    Args:
+        name: the run's name; default: the script's name.
+        params: parameters to record (JSON values; others as ``str()``).
+        store: the store's path; default ``$STOKER_STORE``, else
+            ``.stoker/store.db`` under the working directory.
+        tags: text labels to record.
+        capture: record git commit, branch and diff, Python and package versions.
+        sample: sample the process's CPU and memory every second.
+
+    Returns:
+        A :class:`Run`, not yet started (``with`` starts it); or, when ``name`` is a
+        function, that function wrapped.
+
+    Raises:
+        TypeError, ValueError: a param or tag name or value is unusable.
+    """
+    if callable(name):
+        return Run(None, params, store, tags=tags, capture=capture, sample=sample)(name)
+    return Run(name, params, store, tags=tags, capture=capture, sample=sample)
+
+
+def active_run() -> Run | None:
+    """The innermost running run of this context (else of the process), or None."""
+    # A run ended from another thread may linger in this context's stack: skip it.
+    for run in reversed(_active.get()):
+        if run.status == "running":
+            return run
+    with _open_lock:
+        return _open_runs[-1] if _open_runs else None
+
+
+def _end_open_runs() -> None:
+    with _open_lock:
+        runs = list(reversed(_open_runs))
+    last = getattr(sys, "last_value", None)  # set when an exception ended the program
+    for run in runs:
+        if last is not None:
+            error = "".join(traceback.format_exception(last))
+            status = "killed" if isinstance(last, KeyboardInterrupt) else "failed"
+        else:
+            status, error = "finished", None
+        try:
+            run.end(status, error)
+        except Exception:
+            _log.exception("stoker.track: while ending run %s at exit", run.id)
+
+
+def _forget_runs_in_child() -> None:
+    """In a forked child: the runs belong to the parent, whose writer did not fork.
+
+    The child's reports and logs are dropped and its exit ends no run; only the
+    parent records (process workers report through the parent's loader anyway).
+    """
+    global _open_lock
+    _open_lock = threading.Lock()  # it may have been held by another thread
+    for run in _open_runs:
+        run._put = _drop
+        run._log_put = _drop
+    _open_runs.clear()
+    _active.set(())
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    with _open_lock:
+        if not _atexit_registered:
+            atexit.register(_end_open_runs)
+            os.register_at_fork(after_in_child=_forget_runs_in_child)
+            _atexit_registered = True

@@ -1,0 +1,441 @@
+"""The store's reads and writes: every SQL statement the tracker runs on a run.
+
+The schema is in ``_migrations``; finding, checking and opening the file in
+``_sqlite``. Keeping the SQL here lets a PostgreSQL store later be a second class with
+the same methods. The rules the methods keep:
+
+- one connection per :class:`Store`, in autocommit mode; each write is one explicit
+  ``BEGIN IMMEDIATE`` transaction: it takes the write lock first (waiting up to the
+  busy timeout) instead of upgrading a read lock mid-transaction, which SQLite
+  refuses at once with "database is locked"; and a crash leaves either the whole
+  batch or none of it;
+- WAL journal with ``synchronous=NORMAL``: readers never block the writers, and a
+  committed transaction survives the death of the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from stoker._errors import StoreError
+from stoker.track._sqlite import explain, open_connection
+
+_RUN_COLUMNS = (
+    "id, name, status, created_at, ended_at, heartbeat_at, host, pid, "
+    "pid_started_at, error, command, executable, cwd, git_root, git_commit, "
+    "git_branch, git_dirty, git_note, environment, length(git_diff) AS git_diff_bytes"
+)
+
+
+@dataclasses.dataclass
+class Changes:
+    """What one write transaction adds to a run (built by the writer thread)."""
+
+    heartbeat: float
+    params: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    tags: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # (kind, key, step, time, value)
+    points: list[tuple[str, str, int, float, float]] = dataclasses.field(
+        default_factory=list
+    )
+    # (loader_key, started_at, settings_json)
+    loader_starts: list[tuple[str, float, str]] = dataclasses.field(
+        default_factory=list
+    )
+    # (loader_key, epoch, position, source_index, time, wait, produce, depth, nbytes)
+    batches: list[tuple[Any, ...]] = dataclasses.field(default_factory=list)
+    # (loader_key, epoch, time, summary_json)
+    epochs: list[tuple[str, int, float, str]] = dataclasses.field(default_factory=list)
+    # (loader_key, summary_json, closed_at or None)
+    summaries: list[tuple[str, str, float | None]] = dataclasses.field(
+        default_factory=list
+    )
+    capture: dict[str, Any] | None = None  # runs columns: git_*, environment
+    final: tuple[str, float, str | None] | None = None  # status, ended_at, error
+
+    def empty(self) -> bool:
+        """Whether only the heartbeat would be written."""
+        return not (
+            self.params
+            or self.tags
+            or self.points
+            or self.loader_starts
+            or self.batches
+            or self.epochs
+            or self.summaries
+            or self.capture
+            or self.final
+        )
+
+
+class Store:
+    """An open SQLite store. Not thread-safe: one thread uses it at a time.
+
+    Use :meth:`open`; ``close()`` is idempotent.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool) -> None:
+        self.path = path
+        self.readonly = readonly
+        self._conn = conn
+        # Ids of rows created in committed transactions, cleared on any rollback.
+        self._series: dict[tuple[int, str, str], int] = {}
+        self._loaders: dict[tuple[int, str], int] = {}
+
+    @classmethod
+    def open(
+        cls, store: str | os.PathLike[str] | None = None, *, create: bool = False
+    ) -> Store:
+        """Open (and with ``create``, create or migrate) the store.
+
+        Args:
+            store: the store's path; default ``$STOKER_STORE`` or
+                ``.stoker/store.db`` under the working directory.
+            create: create a missing store and bring an old one to the current
+                schema, as a tracking run does. Readers pass False: a missing store
+                is an error, and a store they cannot write is opened read-only.
+
+        Raises:
+            StoreError: the path is missing (without ``create``), a directory, not a
+                stoker store, from a newer stoker, or cannot be opened or written.
+        """
+        return cls(*open_connection(store, create))
+
+    def close(self) -> None:
+        """Close the connection; idempotent."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as e:
+            self._series.clear()
+            self._loaders.clear()
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(explain(self.path, e)) from e
+            raise
+
+    # -- writes -----------------------------------------------------------------------
+    def create_run(self, **columns: Any) -> int:
+        """Insert a 'running' run with these ``runs`` columns; returns its id."""
+        names = ", ".join(columns)
+        marks = ", ".join("?" * len(columns))
+        with self._transaction() as conn:
+            cur = conn.execute(
+                f"INSERT INTO runs (status, {names}) VALUES ('running', {marks})",
+                tuple(columns.values()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def write(self, run_id: int, ch: Changes) -> bool:
+        """Apply ``ch`` to a run in one transaction; False if the run was deleted.
+
+        The heartbeat also turns a run a reader wrongly presumed killed (its process
+        was suspended, say) back to 'running'.
+        """
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET heartbeat_at = ?, "
+                "ended_at = CASE status WHEN 'killed' THEN NULL ELSE ended_at END, "
+                "status = CASE status WHEN 'killed' THEN 'running' ELSE status END "
+                "WHERE id = ?",
+                (ch.heartbeat, run_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            if ch.capture:
+                sets = ", ".join(f"{k} = ?" for k in ch.capture)
+                conn.execute(
+                    f"UPDATE runs SET {sets} WHERE id = ?",
+                    (*ch.capture.values(), run_id),
+                )
+            for table, rows in (("params", ch.params), ("tags", ch.tags)):
+                conn.executemany(
+                    f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+                    [(run_id, k, v) for k, v in rows],
+                )
+            for key, started, settings in ch.loader_starts:
+                conn.execute(
+                    "INSERT OR IGNORE INTO loaders "
+                    "(run_id, loader_key, started_at, settings) VALUES (?, ?, ?, ?)",
+                    (run_id, key, started, settings),
+                )
+            conn.executemany(
+                "INSERT INTO points (series_id, step, time, value) VALUES (?, ?, ?, ?)",
+                self._point_rows(run_id, ch.points),
+            )
+            conn.executemany(
+                "INSERT INTO loader_batches (loader_id, epoch, position, "
+                "source_index, time, wait_s, produce_s, queue_depth, nbytes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(self._loader_id(run_id, b[0], b[4]), *b[1:]) for b in ch.batches],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO loader_epochs (loader_id, epoch, time, "
+                "summary) VALUES (?, ?, ?, ?)",
+                [(self._loader_id(run_id, k, t), e, t, s) for k, e, t, s in ch.epochs],
+            )
+            for key, summary, closed in ch.summaries:
+                conn.execute(
+                    "UPDATE loaders SET summary = ?, "
+                    "closed_at = coalesce(?, closed_at) WHERE id = ?",
+                    (summary, closed, self._loader_id(run_id, key, time.time())),
+                )
+            if ch.final:
+                conn.execute(
+                    "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
+                    (*ch.final, run_id),
+                )
+        return True
+
+    def _point_rows(
+        self, run_id: int, points: list[tuple[str, str, int, float, float]]
+    ) -> list[tuple[int, int, float, float]]:
+        ids: dict[tuple[str, str], int] = {}
+        rows = []
+        for kind, key, step, t, value in points:
+            sid = ids.get((kind, key))
+            if sid is None:
+                sid = ids[kind, key] = self._series_id(run_id, kind, key)
+            rows.append((sid, step, t, value))
+        return rows
+
+    def _series_id(self, run_id: int, kind: str, key: str) -> int:
+        k = (run_id, kind, key)
+        sid = self._series.get(k)
+        if sid is None:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO series (run_id, kind, key) VALUES (?, ?, ?)", k
+            )
+            sid = self._conn.execute(
+                "SELECT id FROM series WHERE run_id = ? AND kind = ? AND key = ?", k
+            ).fetchone()[0]
+            self._series[k] = sid
+        return sid
+
+    def _loader_id(self, run_id: int, key: str, started: float) -> int:
+        k = (run_id, key)
+        lid = self._loaders.get(k)
+        if lid is None:
+            # A loader whose start was never reported still gets a row.
+            self._conn.execute(
+                "INSERT OR IGNORE INTO loaders (run_id, loader_key, started_at, "
+                "settings) VALUES (?, ?, ?, '{}')",
+                (run_id, key, started),
+            )
+            lid = self._conn.execute(
+                "SELECT id FROM loaders WHERE run_id = ? AND loader_key = ?", k
+            ).fetchone()[0]
+            self._loaders[k] = lid
+        return lid
+
+    def mark_killed(self, run_id: int, heartbeat_at: float) -> bool:
+        """Mark a 'running' run killed if its heartbeat is still ``heartbeat_at``."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'killed', ended_at = heartbeat_at "
+                "WHERE id = ? AND status = 'running' AND heartbeat_at = ?",
+                (run_id, heartbeat_at),
+            )
+            return cur.rowcount > 0
+
+    def delete_run(self, run_id: int) -> bool:
+        """Delete a run and all it owns; False if there was no such run."""
+        with self._transaction() as conn:
+            return conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+
+    # -- reads ------------------------------------------------------------------------
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        try:
+            return [dict(r) for r in self._conn.execute(sql, args)]
+        except sqlite3.Error as e:
+            raise StoreError(explain(self.path, e)) from e
+
+    def runs(
+        self,
+        *,
+        ids: Sequence[int] | None = None,
+        statuses: Sequence[str] = (),
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Run rows, newest first, without the diff (``git_diff_bytes`` gives size)."""
+        where: list[str] = ["1"]
+        args: list[Any] = []
+        if ids is not None:
+            where.append(f"id IN ({', '.join('?' * len(ids))})")
+            args.extend(ids)
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            args.extend(statuses)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} "
+        sql += "ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        rows = self._rows(sql, args)
+        for r in rows:
+            r["command"] = json.loads(r["command"]) if r["command"] else None
+            r["environment"] = json.loads(r["environment"] or "{}")
+        return rows
+
+    def git_diff(self, run_id: int) -> bytes | None:
+        """The uncommitted diff recorded at the run's start (None if none)."""
+        rows = self._rows("SELECT git_diff FROM runs WHERE id = ?", (run_id,))
+        return rows[0]["git_diff"] if rows else None
+
+    def key_values(self, table: str, run_ids: Sequence[int]) -> dict[int, dict]:
+        """``params`` (JSON-decoded) or ``tags`` of each run."""
+        assert table in ("params", "tags")
+        out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
+        marks = ", ".join("?" * len(run_ids))
+        sql = f"SELECT run_id, key, value FROM {table} WHERE run_id IN ({marks})"
+        for r in self._rows(sql + " ORDER BY key", run_ids):
+            value = json.loads(r["value"]) if table == "params" else r["value"]
+            out[r["run_id"]][r["key"]] = value
+        return out
+
+    def series_stats(self, run_ids: Sequence[int], kind: str) -> dict[int, dict]:
+        """Per run and key: last point (highest step, then latest) and aggregates."""
+        out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
+        marks = ", ".join("?" * len(run_ids))
+        sql = f"""
+            SELECT s.run_id, s.key, count(*) AS count,
+                   sum(p.value IS NULL) AS nan_count, min(p.value) AS min,
+                   max(p.value) AS max, avg(p.value) AS mean,
+                   (SELECT q.rowid FROM points q WHERE q.series_id = s.id
+                    ORDER BY q.step DESC, q.rowid DESC LIMIT 1) AS last_rowid
+            FROM series s JOIN points p ON p.series_id = s.id
+            WHERE s.run_id IN ({marks}) AND s.kind = ?
+            GROUP BY s.id ORDER BY s.key"""
+        stats = self._rows(sql, (*run_ids, kind))
+        if not stats:
+            return out
+        last_ids = [r["last_rowid"] for r in stats]
+        last = {
+            r["rowid"]: r
+            for r in self._rows(
+                "SELECT rowid, step, time, value FROM points "
+                f"WHERE rowid IN ({', '.join('?' * len(last_ids))})",
+                last_ids,
+            )
+        }
+        for r in stats:
+            p = last[r.pop("last_rowid")]
+            run_id, key = r.pop("run_id"), r.pop("key")
+            out[run_id][key] = {
+                "last": _nan(p["value"]),
+                "step": p["step"],
+                "time": p["time"],
+                **r,
+            }
+        return out
+
+    def points(self, run_id: int) -> list[dict[str, Any]]:
+        """Every point of a run: kind, key, step, time, value (NaN restored)."""
+        rows = self._rows(
+            "SELECT s.kind, s.key, p.step, p.time, p.value FROM points p "
+            "JOIN series s ON s.id = p.series_id WHERE s.run_id = ? "
+            "ORDER BY s.kind, s.key, p.step, p.rowid",
+            (run_id,),
+        )
+        for r in rows:
+            r["value"] = _nan(r["value"])
+        return rows
+
+    def buckets(
+        self, run_id: int, kind: str, key: str, count: int
+    ) -> list[dict[str, Any]]:
+        """One series in at most ``count`` step buckets, each with its min and max.
+
+        A bucket's min and max are the extremes of every point in it, so a spike
+        survives downsampling; ``nan_count`` says whether any point was NaN.
+        """
+        rows = self._rows(
+            "SELECT min(p.step) AS lo, max(p.step) AS hi FROM points p "
+            "JOIN series s ON s.id = p.series_id "
+            "WHERE s.run_id = ? AND s.kind = ? AND s.key = ?",
+            (run_id, kind, key),
+        )
+        lo, hi = rows[0]["lo"], rows[0]["hi"]
+        if lo is None:
+            return []
+        width = max(1, -(-(hi - lo + 1) // max(count, 1)))  # ceil division
+        return self._rows(
+            "SELECT min(p.step) AS step_min, max(p.step) AS step_max, "
+            "min(p.value) AS min, max(p.value) AS max, avg(p.value) AS mean, "
+            "count(*) AS count, sum(p.value IS NULL) AS nan_count "
+            "FROM points p JOIN series s ON s.id = p.series_id "
+            "WHERE s.run_id = ? AND s.kind = ? AND s.key = ? "
+            "GROUP BY (p.step - ?) / ? ORDER BY step_min",
+            (run_id, kind, key, lo, width),
+        )
+
+    def loaders(self, run_id: int) -> list[dict[str, Any]]:
+        """The run's loaders: settings, last summary, and aggregates of the batches."""
+        rows = self._rows(
+            "SELECT l.id, l.loader_key, l.started_at, l.closed_at, l.settings, "
+            "l.summary, (SELECT count(*) FROM loader_epochs e "
+            "WHERE e.loader_id = l.id) AS epochs_recorded, "
+            "count(b.loader_id) AS batches_recorded, avg(b.wait_s) AS mean_wait_s, "
+            "max(b.wait_s) AS max_wait_s, avg(b.produce_s) AS mean_produce_s, "
+            "avg(b.queue_depth) AS mean_queue_depth "
+            "FROM loaders l LEFT JOIN loader_batches b ON b.loader_id = l.id "
+            "WHERE l.run_id = ? GROUP BY l.id ORDER BY l.id",
+            (run_id,),
+        )
+        for r in rows:
+            r.pop("id")
+            r["settings"] = json.loads(r["settings"])
+            r["summary"] = json.loads(r["summary"]) if r["summary"] else None
+        return rows
+
+    def loader_batches(self, run_id: int) -> list[dict[str, Any]]:
+        """Every recorded batch of every loader of the run, in delivery order."""
+        return self._rows(
+            "SELECT l.loader_key, b.epoch, b.position, b.source_index, b.time, "
+            "b.wait_s, b.produce_s, b.queue_depth, b.nbytes FROM loader_batches b "
+            "JOIN loaders l ON l.id = b.loader_id WHERE l.run_id = ? "
+            "ORDER BY b.rowid",
+            (run_id,),
+        )
+
+    def loader_epochs(self, run_id: int) -> list[dict[str, Any]]:
+        """Each loader's end-of-epoch summaries."""
+        rows = self._rows(
+            "SELECT l.loader_key, e.epoch, e.time, e.summary FROM loader_epochs e "
+            "JOIN loaders l ON l.id = e.loader_id WHERE l.run_id = ? "
+            "ORDER BY l.id, e.epoch",
+            (run_id,),
+        )
+        for r in rows:
+            r["summary"] = json.loads(r["summary"])
+        return rows
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value

@@ -1,0 +1,286 @@
+"""The one writer thread of a run: drains its queue into the store.
+
+The training thread only appends tuples to a ``collections.deque`` (thread-safe, no
+lock, no wake-up): that is all ``run.log`` and ``on_batch`` cost it. This thread
+wakes every :data:`FLUSH_EVERY_S`, takes everything queued, adds a process sample and
+the heartbeat, and writes it all in one transaction. So:
+
+- a point logged more than about ``FLUSH_EVERY_S`` plus one transaction ago is in the
+  store even if the process is SIGKILLed now (the issue asks for one second);
+- a failed write (store locked past the busy timeout, disk full) keeps the items and
+  retries on the next wake-up; it is logged once, and reported by ``finish()``;
+- the queue is unbounded: while the store refuses writes, memory grows.
+
+Git and environment capture run on a helper thread so a slow ``git diff`` never delays
+a flush; ``finish()`` waits for it (at most :data:`_CAPTURE_TIMEOUT_S`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from stoker._errors import StoreError
+from stoker.track import _capture
+from stoker.track._liveness import HEARTBEAT_EVERY_S
+from stoker.track._sampler import SAMPLE_EVERY_S, ProcessSampler
+from stoker.track._store import Changes, Store
+
+FLUSH_EVERY_S = 0.2
+_CAPTURE_TIMEOUT_S = 30.0
+# Attempts of the final write before giving up (each may wait the busy timeout).
+_FINAL_ATTEMPTS = 3
+_RETRY_PAUSE_S = 0.1
+_log = logging.getLogger("stoker")
+
+# Queue items: a tuple whose first element says what it is.
+METRIC = 0  # (METRIC, time, step, {key: value})
+PARAMS = 1  # (PARAMS, [(key, json_text)])
+TAGS = 2  # (TAGS, [(key, text)])
+LOADER_START = 3  # (LOADER_START, time, loader_key, settings)
+BATCH = 4  # (BATCH, time, BatchEvent)
+EPOCH = 5  # (EPOCH, time, loader_key, epoch, summary)
+CLOSE = 6  # (CLOSE, time, loader_key, summary)
+SYSTEM = 7  # (SYSTEM, time, step, {key: value})
+CAPTURE = 8  # (CAPTURE, {runs column: value})
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def changes(items: list[tuple], now: float) -> Changes:
+    """Turn queue items into the rows of one write transaction."""
+    ch = Changes(heartbeat=now)
+    points = ch.points
+    for item in items:
+        kind = item[0]
+        if kind == BATCH:
+            _, t, e = item
+            ch.batches.append(
+                (
+                    e.loader_id,
+                    e.epoch,
+                    e.position,
+                    e.source_index,
+                    t,
+                    e.wait_s,
+                    e.produce_s,
+                    e.queue_depth,
+                    e.nbytes,
+                )
+            )
+        elif kind in (METRIC, SYSTEM):
+            _, t, step, values = item
+            series = "metric" if kind == METRIC else "system"
+            for key, v in values.items():
+                points.append(
+                    (series, key, step, t, v if type(v) is float else _float(v))
+                )
+        elif kind == PARAMS:
+            ch.params.extend(item[1])
+        elif kind == TAGS:
+            ch.tags.extend(item[1])
+        elif kind == LOADER_START:
+            ch.loader_starts.append((item[2], item[1], _json(item[3])))
+        elif kind == EPOCH:
+            _, t, key, epoch, summary = item
+            ch.epochs.append((key, epoch, t, _json(summary)))
+            ch.summaries.append((key, _json(summary), None))
+        elif kind == CLOSE:
+            _, t, key, summary = item
+            ch.summaries.append((key, _json(summary), t))
+        elif kind == CAPTURE:
+            ch.capture = {**(ch.capture or {}), **item[1]}
+    return ch
+
+
+class Writer:
+    """Owns a run's store connection once started; see the module docstring."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_id: int,
+        queue: collections.deque,
+        *,
+        capture: bool = True,
+        sample: bool = True,
+    ) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._queue = queue
+        self._sample = sample
+        self._pending: list[tuple] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._flush_requested = False
+        self._cycles_started = 0
+        # The last cycle that wrote everything it drained (so all queued before it).
+        self._written_through = 0
+        self._final: tuple[str, float, str | None] | None = None
+        self._last_heartbeat = 0.0
+        self._sample_step = 0
+        self.error: BaseException | None = None  # the last write failure, if any
+        self.deleted = False  # the run was deleted from the store while running
+        self.final_written = False
+        self._capture_thread = threading.Thread(
+            target=self._capture, name=f"stoker-track-capture-{run_id}", daemon=True
+        )
+        self._thread = threading.Thread(
+            target=self._main, name=f"stoker-track-writer-{run_id}", daemon=True
+        )
+        self._want_capture = capture
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread still runs."""
+        return self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the writer (and the capture helper)."""
+        if self._want_capture:
+            self._capture_thread.start()
+        self._thread.start()
+
+    def _capture(self) -> None:
+        try:
+            columns = _capture.git_state(_capture.command()["cwd"])
+            columns["environment"] = _json(_capture.environment())
+        except Exception as e:  # capture must never break a run
+            _log.warning("stoker.track: could not record git/environment: %s", e)
+            columns = {"git_note": f"capture failed: {e}"}
+        self._queue.append((CAPTURE, columns))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued before this call is written (or timeout).
+
+        A failed write is retried at the writer's usual pace until ``timeout``.
+        """
+        with self._cond:
+            target = self._cycles_started + 1
+            self._flush_requested = True
+            self._cond.notify_all()
+
+            def written() -> bool:
+                return self._written_through >= target
+
+            self._cond.wait_for(
+                lambda: written() or not self._thread.is_alive(), timeout
+            )
+            return written()
+
+    def finish(self, status: str, error: str | None, timeout: float) -> bool:
+        """Record the final status, write everything left and stop; True if done."""
+        if self._capture_thread.is_alive():
+            self._capture_thread.join(_CAPTURE_TIMEOUT_S)
+        with self._cond:
+            self._final = (status, time.time(), error)
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        return self.final_written
+
+    def _main(self) -> None:
+        sampler = self._sampler()
+        next_sample = 0.0
+        while True:
+            with self._cond:
+                if not (self._stopping or self._flush_requested):
+                    self._cond.wait(FLUSH_EVERY_S)
+                self._flush_requested = False
+                stopping = self._stopping
+                self._cycles_started += 1
+                cycle = self._cycles_started
+            now = time.time()
+            if sampler is not None and now >= next_sample:
+                self._take_sample(sampler, now)
+                next_sample = now + SAMPLE_EVERY_S
+            if stopping:
+                self._write_final()
+                ok = self.final_written
+            else:
+                ok = self._cycle(now)
+            with self._cond:
+                if ok:
+                    self._written_through = cycle
+                self._cond.notify_all()
+            if stopping:
+                return
+
+    def _sampler(self) -> ProcessSampler | None:
+        if not self._sample:
+            return None
+        try:
+            return ProcessSampler()
+        except Exception as e:  # samples are a nicety; the run goes on without
+            _log.warning("stoker.track: no CPU/memory samples: %s", e)
+            return None
+
+    def _take_sample(self, sampler: ProcessSampler, now: float) -> None:
+        try:
+            values = sampler.sample()
+        except Exception:  # e.g. /proc unreadable for a moment
+            return
+        if values:
+            self._queue.append((SYSTEM, now, self._sample_step, values))
+            self._sample_step += 1
+
+    def _drain(self) -> None:
+        q = self._queue
+        for _ in range(len(q)):
+            self._pending.append(q.popleft())
+        if self.deleted:
+            self._pending.clear()
+
+    def _cycle(self, now: float, final: tuple | None = None) -> bool:
+        self._drain()
+        due = now - self._last_heartbeat >= HEARTBEAT_EVERY_S
+        if self.deleted or not (self._pending or due or final):
+            return True
+        ch = changes(self._pending, now)
+        ch.final = final
+        try:
+            exists = self._store.write(self._run_id, ch)
+        except StoreError as e:
+            if self.error is None:
+                _log.warning(
+                    "stoker.track: run %s not written yet: %s", self._run_id, e
+                )
+            self.error = e
+            return False
+        except Exception as e:  # a bug must not kill the writer silently
+            _log.exception("stoker.track: run %s write failed", self._run_id)
+            self.error = e
+            return False
+        self._pending.clear()
+        self._last_heartbeat = now
+        self.error = None
+        if not exists:
+            self.deleted = True
+            _log.warning(
+                "stoker.track: run %s was deleted from the store while running; "
+                "its further data is dropped",
+                self._run_id,
+            )
+        return True
+
+    def _write_final(self) -> None:
+        for attempt in range(_FINAL_ATTEMPTS):
+            if attempt:
+                time.sleep(_RETRY_PAUSE_S)
+            if self._cycle(time.time(), final=self._final):
+                self.final_written = not self.deleted
+                return

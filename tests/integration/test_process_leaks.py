@@ -1,0 +1,79 @@
+"""Creating and closing many process loaders leaks no process, fd, thread or shm."""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+
+import psutil
+import pytest
+
+import stoker
+from tests import sources_proc
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def snapshot() -> dict[str, int]:
+    me = psutil.Process()
+    kids = [
+        k for k in me.children(recursive=True) if k.status() != psutil.STATUS_ZOMBIE
+    ]
+    return {
+        "processes": len(kids),
+        "fds": len(os.listdir("/proc/self/fd")),
+        "threads": threading.active_count(),
+        "dev_shm": len(os.listdir("/dev/shm")),
+    }
+
+
+def settled(baseline: dict[str, int], timeout: float = 5.0) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        gc.collect()
+        now = snapshot()
+        if all(now[k] <= baseline[k] for k in now) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+def one_loader(method: str, k: int) -> None:
+    # Big arrays (slots, one-offs for the first batches), three ways to end.
+    src = sources_proc.Arrays(n=6, shape=(64, 1024))
+    ld = stoker.Loader(
+        src, workers=2, use_multiprocessing=True, start_method=method, timeout=30
+    )
+    if k % 3 == 0:
+        with ld:
+            list(ld)
+            list(ld)
+    elif k % 3 == 1:
+        kept = []
+        for b in ld:
+            kept.append(b)
+            break
+        ld.close()
+        del kept
+    else:
+        list(ld)
+        del ld  # the garbage collector's finalizer stops it
+
+
+@pytest.mark.parametrize(
+    ("method", "count"),
+    [
+        ("fork", 50),
+        ("forkserver", 50),
+        ("spawn", 6),
+        pytest.param("spawn", 50, marks=pytest.mark.slow),
+    ],
+)
+def test_many_loaders_leak_nothing(method, count):
+    one_loader(method, 0)  # starts the forkserver / resource tracker once
+    baseline = settled(snapshot(), 0.5)
+    for k in range(count):
+        one_loader(method, k)
+    after = settled(baseline)
+    assert after == baseline
