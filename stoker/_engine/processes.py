@@ -246,6 +246,10 @@ class ProcessBackend:
             self._pool = pool
             self._sync = SourceSync(self._fetcher.source)
         else:
+            # A worker that died between epochs is reported now, before a survivor
+            # could quietly take all the work (results ready would skip the poll
+            # that sees its sentinel); the epoch after starts a fresh pool.
+            pool.check()
             self._update(pool)
         return ProcessEpochRun(pool, next(self._runs), epoch, tasks, self._budget)
 
