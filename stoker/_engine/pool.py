@@ -68,6 +68,16 @@ def _preload_forkserver() -> None:
 _consumer_fds: set[int] = set()
 
 
+def _running(pid: int | None) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie), per /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
+
+
 class WorkerPool:
     """Worker processes with their sockets and shared memory (module docstring)."""
 
@@ -199,6 +209,16 @@ class WorkerPool:
         """Raise the pool's failure (a dead worker, an unstartable source), if any."""
         if not self.closed and self.failure is None:
             self._poll(0.0)
+        if not self.closed and self.failure is None:
+            # The sentinel is a pipe that reads EOF when the worker exits, unless
+            # another process forked meanwhile (fork start method) also holds its
+            # write end; and waitpid cannot see a child that something else in the
+            # program reaped. So ask /proc as well.
+            for fd, w in list(self._owner.items()):
+                if not _running(self.procs[w].pid):
+                    self._read_ready()
+                    self._died(self._owner.pop(fd), fd)
+                    break
         if self.failure is not None:
             raise self.failure
         if self.closed:
