@@ -17,7 +17,7 @@ Cases:
   and threads.
 
 Last numbers (2-core VM shared with other jobs, torch 2.13 CPU, Keras 3.15,
-defaults: 2 epochs, median of 3; also in docs/benchmarks-keras.md):
+defaults: 2 epochs, median of 3; also in docs/benchmarks.md):
 
   | case | mode | workers | Keras PyDataset (s) | stoker (s) | ratio |
   |---|---|---:|---:|---:|---:|

@@ -13,7 +13,9 @@ starts its threads; later epochs reuse them, so both are reported. A naive
 Then the per-batch overhead: a trivial source (returns a tiny array at once) through
 the loader, minus the same loop calling the source directly, per batch.
 
-Last results are in docs/benchmarks.md.
+Last run (2026-11-22, 2 vCPUs; full tables in docs/benchmarks.md): efficiency from
+the second epoch 99.1% at W=1 to 97.5% at W=64 (first epoch 96.2% at W=64); per-batch
+overhead 11.8-14.5 us (naive prefetcher 15.5-21.8 us).
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
 # Run: KERAS_BACKEND=torch .venv/bin/python benchmarks/processes.py  (about 1.5 min;
 # --quick for a smoke run). Last run (2 vCPUs, 2 workers, max_queue_size=10; full
-# table and method in docs/benchmarks-processes.md), GB/s delivered / per batch:
-#   9.6 MB batches: stoker 14.5 (stoker.empty 25.2), keras 0.34, torch 1.06,
-#                   naive ProcessPoolExecutor 0.65; memcpy 34.2 (17.7 beyond L3)
-#   40 MB batches:  stoker 6.3 (stoker.empty 19.2), keras 0.23, torch 0.94, naive 0.37
-#   trivial batch:  stoker 28 us, keras 322 us, torch 768 us, naive 130 us
-#   CPU-bound Python, wall / (CPU work / 2): stoker 1.08, keras 1.56, torch 1.54
-#   latency 20 ms x 64 batches: 1.03 to 1.06 x ideal for 1 to 16 workers
+# table and method in docs/benchmarks.md), GB/s delivered / per batch:
+#   9.6 MB batches: stoker 12.8 (stoker.empty 22.5), keras 0.33, torch 0.90,
+#                   naive ProcessPoolExecutor 0.33; memcpy 35.0 (17.2 beyond L3)
+#   40 MB batches:  stoker 7.3 (stoker.empty 26.4), keras 0.24, torch 0.92, naive 0.38
+#   trivial batch:  stoker 25 us, keras 317 us, torch 1073 us, naive 163 us
+#   CPU-bound Python, wall / (CPU work / 2): stoker 1.08, keras 1.54, torch 1.55
+#   latency 20 ms x 64 batches: 1.03 to 1.07 x ideal for 1 to 16 workers
 #   peak shared memory 1.08 x (queue + workers) x batch; resync 78 ms per epoch
 """Process workers: stoker against Keras, torch and a naive prefetcher, same run.
 
