@@ -213,6 +213,30 @@ def fit_generator(
             val_loader.close()
 
 
+def _over_first_steps(
+    method: Any,
+    generator: Any,
+    steps: int | None,
+    *,
+    workers: int,
+    use_multiprocessing: bool,
+    max_queue_size: int,
+    verbose: int | str,
+    callbacks: list[keras.callbacks.Callback] | None,
+) -> Any:
+    """Run ``model.evaluate`` or ``model.predict`` over the first ``steps`` batches."""
+    with make_loader(
+        generator,
+        steps=steps,
+        workers=workers,
+        use_multiprocessing=use_multiprocessing,
+        max_queue_size=max_queue_size,
+        first_steps=True,
+        argument="steps",
+    ) as loader:
+        return method(LoaderAdapter(loader), verbose=verbose, callbacks=callbacks)
+
+
 def evaluate_generator(
     model: keras.Model,
     generator: Any,
@@ -243,18 +267,16 @@ def evaluate_generator(
     Raises:
         ConfigError: an argument that cannot be honoured; the message says the fix.
     """
-    with make_loader(
+    return _over_first_steps(
+        model.evaluate,
         generator,
-        steps=steps,
+        steps,
         workers=workers,
         use_multiprocessing=use_multiprocessing,
         max_queue_size=max_queue_size,
-        first_steps=True,
-        argument="steps",
-    ) as loader:
-        return model.evaluate(
-            LoaderAdapter(loader), verbose=verbose, callbacks=callbacks
-        )
+        verbose=verbose,
+        callbacks=callbacks,
+    )
 
 
 def predict_generator(
@@ -287,18 +309,16 @@ def predict_generator(
     Raises:
         ConfigError: an argument that cannot be honoured; the message says the fix.
     """
-    with make_loader(
+    return _over_first_steps(
+        model.predict,
         generator,
-        steps=steps,
+        steps,
         workers=workers,
         use_multiprocessing=use_multiprocessing,
         max_queue_size=max_queue_size,
-        first_steps=True,
-        argument="steps",
-    ) as loader:
-        return model.predict(
-            LoaderAdapter(loader), verbose=verbose, callbacks=callbacks
-        )
+        verbose=verbose,
+        callbacks=callbacks,
+    )
 
 
 class GeneratorMethods:
