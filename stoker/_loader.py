@@ -456,8 +456,6 @@ class Loader:
 
     def _end_epoch(self, epoch: int) -> None:
         self._hook("on_epoch_end")
-        if self._resources.backend is not None:
-            self._resources.backend.epoch_boundary()
         notify(self._observers, "on_epoch_end", self.id, epoch, self.stats.summary())
 
     # -- generators -----------------------------------------------------------------

@@ -50,7 +50,6 @@ class Plan:
             batches = n
         else:
             batches = n // batch_size if drop_last else -(-n // batch_size)
-        self.batches_per_pass = batches
         index, count = shard or (0, 1)
         ids = np.arange(batches, dtype=np.int64)[index::count]
         if shard is not None and drop_last:

@@ -262,9 +262,6 @@ class ProcessBackend:
             self.update_bytes.append(len(payload))
         self.update_s.append(time.perf_counter() - t0)
 
-    def epoch_boundary(self) -> None:
-        return None  # start_epoch sends what changed: on_epoch_begin is covered too
-
     def close(self, timeout_s: float) -> None:
         if self._closed:
             return

@@ -68,8 +68,5 @@ class Backend(Protocol):
     def start_epoch(self, epoch: int, tasks: list[Task]) -> EpochRun:
         """Start computing ``tasks`` of ``epoch``; returns at once."""
 
-    def epoch_boundary(self) -> None:
-        """The source's ``on_epoch_end`` ran: workers must see its new state."""
-
     def close(self, timeout_s: float) -> None:
         """Stop every worker and release every resource; idempotent."""

@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-from typing import Any
 
 import numpy as np
 
@@ -99,8 +98,3 @@ def reseed_globals(seed: int, epoch: int, index: int) -> None:
     state = _sequence(seed, _GLOBALS, epoch, index).generate_state(2, np.uint32)
     random.seed(int(state[0]) << 32 | int(state[1]))
     np.random.seed(state)
-
-
-def describe(key: Any) -> str:
-    """A short text naming a context, for error notes."""
-    return "outside a loader" if key is None else f"seed={key[0]} epoch={key[1]}"

@@ -115,10 +115,6 @@ class Segment:
             with contextlib.suppress(OSError):
                 self.mm.madvise(mmap.MADV_REMOVE, start, end - start)
 
-    def contains(self, address: int, size: int) -> bool:
-        """Whether ``[address, address + size)`` lies inside this mapping."""
-        return self.address <= address and address + size <= self.address + self.size
-
 
 class Slot:
     """A range of the arena that holds one batch at a time."""

@@ -183,9 +183,6 @@ class ThreadBackend:
             jobs.put(run)
         return run
 
-    def epoch_boundary(self) -> None:
-        return None  # threads read the source object itself: nothing to resync
-
     def close(self, timeout_s: float) -> None:
         for jobs in self._jobs:
             jobs.put(None)

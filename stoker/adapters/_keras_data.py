@@ -40,8 +40,9 @@ from keras.src.trainers.data_adapters.data_adapter import DataAdapter
 import stoker
 
 # The adapter whose stoker epoch is open, per loader. A loader runs one epoch at a
-# time; a new adapter over the same loader (a second fit) ends the previous adapter's
-# unfinished epoch first, as a `break` would, instead of sharing it.
+# time: `iter(loader)` itself ends a paused epoch, as a `break` would. This registry
+# only tells the previous adapter (a second fit over the same loader) that its epoch
+# is gone, so that it starts a fresh one instead of reading a closed iterator.
 _open_epochs: weakref.WeakKeyDictionary[stoker.Loader, LoaderAdapter] = (
     weakref.WeakKeyDictionary()
 )
@@ -163,7 +164,7 @@ class LoaderAdapter(DataAdapter):
         if self._epoch is None:
             other = _open_epochs.get(self.loader)
             if other is not None and other is not self:
-                other._cut()
+                other._release()  # iter(self.loader) below ends its epoch
             self._epoch = iter(self.loader)
             self._taken = 0
             _open_epochs[self.loader] = self

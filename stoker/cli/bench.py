@@ -15,24 +15,14 @@ from typing import Any
 
 import click
 
+from stoker.cli._params import positive_ints
+
 # Wide enough for every column of the table with peers' rows.
 _PIPED_WIDTH = 150
 _HELP_WORKLOAD = (
     "WORKLOAD is a built-in name (latency, cpu, big, tiny, files) or "
     "'module:callable', a function of no arguments that returns a source."
 )
-
-
-def _ints(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
-    try:
-        values = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected whole numbers separated by commas, e.g. 1,2,4,8"
-        ) from None
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"{value!r}: expected whole numbers >= 1, e.g. 1,2,4")
-    return values
 
 
 def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
@@ -51,7 +41,7 @@ def _default_chart(workload: str) -> Path:
     "--workers",
     default="1,2,4,8",
     show_default=True,
-    callback=_ints,
+    callback=positive_ints,
     help="Worker counts to sweep, comma-separated.",
 )
 @click.option(
@@ -65,7 +55,7 @@ def _default_chart(workload: str) -> Path:
     "--queue",
     default="10",
     show_default=True,
-    callback=_ints,
+    callback=positive_ints,
     help="max_queue_size values to sweep, comma-separated.",
 )
 @click.option(
@@ -130,9 +120,9 @@ def _default_chart(workload: str) -> Path:
 )
 def bench(
     workload: str,
-    workers: list[int],
+    workers: tuple[int, ...],
     mode: list[str],
-    queue: list[int],
+    queue: tuple[int, ...],
     batches: int | None,
     repeat: int,
     latency: float | None,

@@ -6,26 +6,14 @@ from pathlib import Path
 
 import click
 
+from stoker.cli._params import positive_ints
+
 _MODE_NAMES = {
     "thread": "threads",
     "threads": "threads",
     "process": "processes",
     "processes": "processes",
 }
-
-
-def _int_list(
-    ctx: click.Context, param: click.Parameter, value: str
-) -> tuple[int, ...]:
-    try:
-        out = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r}: expected numbers such as 1,2,4,8"
-        ) from None
-    if not out or min(out) < 1:
-        raise click.BadParameter(f"{value!r}: expected numbers >= 1 such as 1,2,4,8")
-    return out
 
 
 def _modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -55,7 +43,7 @@ def _modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     "--workers",
     default="1,2,4,8",
     show_default=True,
-    callback=_int_list,
+    callback=positive_ints,
     help="Worker counts to compare, comma-separated.",
 )
 @click.option(

@@ -40,20 +40,6 @@ def table(rows: list[Row], unavailable: dict[str, str], title: str) -> Table:
     return out
 
 
-def markdown(rows: list[Row]) -> str:
-    """The same table in Markdown, for notes and docs."""
-    lines = [
-        "| mode | workers | wall time (s) | speedup | accuracy |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row.mode} | {row.workers} | {row.wall_s:.2f} | "
-            f"{row.speedup:.2f}x | {row.accuracy:.3f} |"
-        )
-    return "\n".join(lines)
-
-
 def chart(rows: list[Row], path: Path, title: str) -> Path:
     """Speedup against workers, one line per mode and the ideal line; a PNG file."""
     import matplotlib

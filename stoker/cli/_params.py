@@ -1,0 +1,20 @@
+"""Option parsers shared by the commands."""
+
+from __future__ import annotations
+
+import click
+
+
+def positive_ints(
+    ctx: click.Context, param: click.Parameter, value: str
+) -> tuple[int, ...]:
+    """A click callback: ``"1,2,4,8"`` -> ``(1, 2, 4, 8)``, every number >= 1."""
+    try:
+        out = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected whole numbers separated by commas, e.g. 1,2,4,8"
+        ) from None
+    if not out or min(out) < 1:
+        raise click.BadParameter(f"{value!r}: expected numbers >= 1, e.g. 1,2,4,8")
+    return out
