@@ -9,7 +9,7 @@ STAMP := $(VENV)/.stoker-installed
 TORCH := torch==2.13.0
 export KERAS_BACKEND ?= torch
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean sysdeps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+sysdeps:
+	bash .ci/sysdeps
+
+pytest: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test: lint typecheck pytest
