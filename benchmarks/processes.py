@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 import stoker
-from stoker._engine.shm import empty as shm_empty
+from stoker._engine.process.shm import empty as shm_empty
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 SMALL = (64, 224, 224, 3)
@@ -167,7 +167,7 @@ def run_stoker(source: Any, epochs: int, **kw: Any) -> tuple[list[float], Any]:
             for b in loader:
                 touch(b)
             times.append(time.perf_counter() - t0)
-        backend = loader._resources.backend
+        backend = loader._feed.backend
     return times[1:], backend
 
 
@@ -437,7 +437,7 @@ def startup(rows: list[str]) -> None:
 
 def resync(rows: list[str]) -> None:
     _, backend = run_stoker(Reshuffled(), 3)
-    cost = statistics.median(backend.update_s[1:])
+    cost = statistics.median(list(backend.update_s)[1:])
     size = statistics.median(backend.update_bytes)
     rows.append(
         f"| resync per epoch (1M indices reshuffled, 100 MB static) | stoker | "

@@ -5,10 +5,11 @@ batches in order, through a bounded queue, deterministically for a seed.
 """
 
 from stoker import track
+from stoker._engine.process.shm import empty, zeros
 from stoker._engine.seeding import rng
-from stoker._engine.shm import empty, zeros
 from stoker._errors import (
     ConfigError,
+    GeneratorExhausted,
     LoaderClosed,
     LoaderTimeout,
     SerializationError,
@@ -26,6 +27,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "BatchEvent",
     "ConfigError",
+    "GeneratorExhausted",
     "Loader",
     "LoaderClosed",
     "LoaderTimeout",

@@ -7,6 +7,7 @@ The hierarchy::
     ├── WorkerError
     │   ├── WorkerCrashed             a worker died without raising; exit code, index
     │   └── SerializationError        source or batch cannot cross to/from a process
+    ├── GeneratorExhausted            a generator source ran out mid-epoch
     ├── LoaderTimeout (also TimeoutError)
     ├── LoaderClosed (also RuntimeError)
     └── StoreError                    tracking store problems
@@ -57,6 +58,10 @@ class SerializationError(WorkerError):
     """A source or a batch cannot be pickled across the process boundary."""
 
 
+class GeneratorExhausted(StokerError):
+    """A generator source ran out before the epoch's ``steps_per_epoch``."""
+
+
 class LoaderTimeout(StokerError, TimeoutError):
     """No batch arrived within the loader's ``timeout``."""
 
@@ -71,6 +76,7 @@ class StoreError(StokerError):
 
 __all__ = [
     "ConfigError",
+    "GeneratorExhausted",
     "LoaderClosed",
     "LoaderTimeout",
     "SerializationError",

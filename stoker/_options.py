@@ -19,6 +19,10 @@ DEFAULT_WORKERS = 4
 # Keras' max_queue_size default, kept so ported code behaves the same.
 DEFAULT_MAX_QUEUE_SIZE = 10
 START_METHODS = ("fork", "forkserver", "spawn")
+# Options that only process workers use. The rule, for these and every option: one
+# that would have no effect with the settings given is refused with ConfigError (as
+# drop_last without batch_size is), never silently ignored.
+PROCESS_ONLY = ("start_method", "max_queue_bytes", "reseed_globals")
 
 
 def _is_int(value: Any) -> bool:
@@ -97,6 +101,19 @@ class LoaderOptions:
         self._check_shard()
 
     def _check_processes(self) -> None:
+        if not self.use_multiprocessing:
+            given = [k for k in PROCESS_ONLY if getattr(self, k) is not None]
+            if given:
+                raise ConfigError(
+                    f"{given[0]}={getattr(self, given[0])!r} applies to process "
+                    "workers only and these are threads: pass use_multiprocessing=True"
+                    f", or leave {given[0]} out"
+                )
+        if not isinstance(self.use_multiprocessing, bool):
+            raise ConfigError(
+                f"use_multiprocessing={self.use_multiprocessing!r}: expected True "
+                "(process workers) or False (threads)"
+            )
         if self.start_method is not None:
             if self.start_method not in START_METHODS:
                 raise ConfigError(
@@ -149,10 +166,16 @@ class LoaderOptions:
 def default_start_method() -> str:
     """The process start method stoker uses when none is given.
 
-    ``forkserver`` where available (Linux): forking a process that already runs threads
-    (a training framework always does) can deadlock in the child, which is why Python
-    3.14 moved away from ``fork`` as the default. ``spawn`` elsewhere. Overridable with
-    the ``STOKER_START_METHOD`` environment variable.
+    ``fork`` where available (Linux), as Keras 2 and torch's DataLoader do: a forked
+    worker starts in milliseconds, shares the parent's memory copy-on-write, and
+    imports nothing again, so scripts without a main guard and sources defined in
+    ``__main__`` work. Measured in a script that imports Keras and torch (see
+    docs/benchmarks.md), ``forkserver`` cost about 2 s per worker before the first
+    batch (each worker imports the script, Keras and torch again) and several
+    hundred MB of memory per worker. What makes forking a threaded program risky is
+    handled in the worker (``_engine/process/worker.py``: one intra-op thread, fresh
+    seeds, the consumer's fds closed). ``spawn`` elsewhere. Overridable with the
+    ``STOKER_START_METHOD`` environment variable or ``start_method=``.
     """
     env = os.environ.get("STOKER_START_METHOD")
     if env:
@@ -163,4 +186,4 @@ def default_start_method() -> str:
             )
         return env
     methods = multiprocessing.get_all_start_methods()
-    return "forkserver" if "forkserver" in methods else "spawn"
+    return "fork" if "fork" in methods else "spawn"

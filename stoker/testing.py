@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from stoker._loader import Loader
+from stoker._options import PROCESS_ONLY
+from stoker._tree import fingerprint
 
 _HINT = (
     "Usual causes: calling np.random.* or random.* inside __getitem__ on threads (use "
@@ -60,29 +60,8 @@ class CheckReport:
         return text
 
 
-def _fingerprint(batch: Any) -> bytes:
-    if isinstance(batch, np.ndarray):
-        if batch.dtype == object:
-            return repr(batch.tolist()).encode()
-        return str(batch.dtype).encode() + str(batch.shape).encode() + batch.tobytes()
-    if isinstance(batch, (tuple, list)):
-        return b"(" + b",".join(_fingerprint(b) for b in batch) + b")"
-    if isinstance(batch, dict):
-        return (
-            b"{"
-            + b",".join(
-                repr(k).encode() + b":" + _fingerprint(batch[k])
-                for k in sorted(batch, key=repr)
-            )
-            + b"}"
-        )
-    if hasattr(batch, "numpy"):  # framework tensors
-        return _fingerprint(np.asarray(batch.numpy()))
-    return repr(batch).encode()
-
-
 def _run(loader: Loader, epochs: int) -> list[list[bytes]]:
-    return [[_fingerprint(b) for b in loader] for _ in range(epochs)]
+    return [[fingerprint(b) for b in loader] for _ in range(epochs)]
 
 
 def _first_difference(a: list[list[bytes]], b: list[list[bytes]]) -> str:
@@ -131,12 +110,13 @@ def check_source(
         for w in workers:
             name = f"{w} {'process' if mp else 'thread'} workers"
             for attempt in range(2 if reference is None else 1):
+                options = loader_options
+                if not mp:  # process-only options would be refused on threads
+                    options = {
+                        k: v for k, v in options.items() if k not in PROCESS_ONLY
+                    }
                 with Loader(
-                    source,
-                    workers=w,
-                    use_multiprocessing=mp,
-                    seed=seed,
-                    **loader_options,
+                    source, workers=w, use_multiprocessing=mp, seed=seed, **options
                 ) as loader:
                     got = _run(loader, epochs)
                     report.batches = len(loader)
@@ -170,14 +150,14 @@ def _check_resume(
         state = None
         for e in range(stop_epoch + 1):
             for p, batch in enumerate(first):
-                got[e].append(_fingerprint(batch))
+                got[e].append(fingerprint(batch))
                 if (e, p) == (stop_epoch, stop_pos):
                     state = json.loads(json.dumps(first.state_dict()))
                     break
     with Loader(source, workers=3, seed=seed, **options) as resumed:
         resumed.load_state_dict(state or {})
         for e in range(resumed.epoch, epochs):
-            got[e].extend(_fingerprint(b) for b in resumed)
+            got[e].extend(fingerprint(b) for b in resumed)
     if got != reference:
         raise SourceCheckFailed(
             f"a run resumed from state_dict() at epoch {stop_epoch} batch {stop_pos} "

@@ -18,7 +18,7 @@ import stoker
 
 
 def _have_processes() -> bool:
-    return importlib.util.find_spec("stoker._engine.processes") is not None
+    return importlib.util.find_spec("stoker._engine.process.backend") is not None
 
 
 _needs_processes = pytest.mark.skipif(

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from stoker._engine import shm
+from stoker._engine.process import shm
 
 
 class Arrays:

@@ -50,8 +50,21 @@ def worker_crashed(
     pos: int | None,
     index: int | None,
     epoch: int | None,
+    *,
+    starting: str | None = None,
 ) -> WorkerCrashed:
-    """The error the consumer raises for a worker that died."""
+    """The error the consumer raises for a worker that died.
+
+    ``starting``: the worker died before it was ready for work; the value is the
+    start method, which decides the likely cause and the fix.
+    """
+    if starting is not None:
+        return WorkerCrashed(
+            f"process worker {worker} (pid {pid}) died while starting, before it ran "
+            f"any batch; {describe_exit(exitcode)}. {_start_fix(starting)}",
+            worker=worker,
+            exitcode=exitcode,
+        )
     if pos is None:
         doing = "while idle"
     else:
@@ -62,3 +75,18 @@ def worker_crashed(
         "workers."
     )
     return WorkerCrashed(message, worker=worker, index=index, exitcode=exitcode)
+
+
+def _start_fix(method: str) -> str:
+    if method == "fork":
+        return (
+            "A forked worker runs no code of yours before its first batch, so look at "
+            "what the program does at fork time (a library that aborts in a forked "
+            "child); threads (use_multiprocessing=False) avoid forking altogether."
+        )
+    return (
+        f"With start_method={method!r} each worker imports the main script again "
+        "before it starts; if that raised (its output is above), fix it, put the "
+        'script\'s training code under `if __name__ == "__main__":`, or use '
+        "start_method='fork' (the default on Linux), which imports nothing again."
+    )

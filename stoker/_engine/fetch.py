@@ -6,45 +6,11 @@ the source is, so process workers receive it once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
-
-import numpy as np
 
 from stoker._engine import seeding
 from stoker._engine.plan import Key
-
-
-def collate(samples: list[Any]) -> Any:
-    """Stack a list of samples into one batch, keeping their structure.
-
-    Arrays and numbers are stacked with ``numpy.stack`` along a new first axis;
-    tuples, lists and dicts are collated field by field; anything else is returned as
-    a list of the samples' values.
-    """
-    first = samples[0]
-    if isinstance(first, (np.ndarray, int, float, complex, np.generic)):
-        if isinstance(first, bool):
-            return np.asarray(samples)
-        return np.stack([np.asarray(s) for s in samples])
-    if isinstance(first, Mapping):
-        return {k: collate([s[k] for s in samples]) for k in first}
-    if isinstance(first, tuple) and hasattr(first, "_fields"):  # namedtuple
-        return type(first)(*(collate(list(f)) for f in zip(*samples, strict=True)))
-    if isinstance(first, (tuple, list)):
-        return type(first)(collate(list(f)) for f in zip(*samples, strict=True))
-    return list(samples)
-
-
-def nbytes(batch: Any) -> int:
-    """Bytes of array data in a batch (arrays inside tuples, lists and dicts)."""
-    if isinstance(batch, np.ndarray):
-        return batch.nbytes
-    if isinstance(batch, (tuple, list)):
-        return sum(nbytes(b) for b in batch)
-    if isinstance(batch, dict):
-        return sum(nbytes(b) for b in batch.values())
-    return 0
+from stoker._tree import collate
 
 
 class Fetcher:

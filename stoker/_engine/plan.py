@@ -11,6 +11,11 @@ Sharding splits each pass's batch list with ``[index::count]`` after the (shared
 permutation: shards are disjoint and their union is the pass. Shards differ by at
 most one batch; ``drop_last`` evens them out by dropping that remainder.
 
+The length of the source is read again at every epoch start. When it changed, the
+plan is rebuilt from that epoch on (``first_epoch``): epoch ``e`` is then stream
+positions ``[(e - first_epoch)*S, ...)`` of a new stream whose passes are drawn
+from ``(seed, first_epoch, p)``, so a resume that knows ``first_epoch`` replays it.
+
 A task key is what a worker needs to compute the batch: for a batch source the index
 ``i`` of ``source[i]``; for a per-sample source (``batch_size``) an int64 array of
 sample indices.
@@ -41,8 +46,10 @@ class Plan:
         drop_last: bool = False,
         steps_per_epoch: int | None = None,
         shard: tuple[int, int] | None = None,
+        first_epoch: int = 0,
     ) -> None:
         self.n = n
+        self.first_epoch = first_epoch
         self.seed = seed
         self.shuffle = shuffle
         self.batch_size = batch_size
@@ -61,14 +68,14 @@ class Plan:
     @functools.lru_cache(maxsize=2)  # noqa: B019 - a plan lives as long as its loader
     def _order(self, pass_index: int) -> np.ndarray:
         if self.shuffle:
-            return seeding.pass_order(self.seed, pass_index, self.n)
+            return seeding.pass_order(self.seed, pass_index, self.n, self.first_epoch)
         return np.arange(self.n, dtype=np.int64)
 
     def keys(self, epoch: int) -> list[Key]:
         """The keys of every position of ``epoch``, in delivery order."""
         if self.pass_length == 0:
             return []
-        start = epoch * self.epoch_length
+        start = (epoch - self.first_epoch) * self.epoch_length
         out: list[Key] = []
         for g in range(start, start + self.epoch_length):
             p, j = divmod(g, self.pass_length)

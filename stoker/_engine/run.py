@@ -15,6 +15,16 @@ from stoker._engine.plan import Key
 Task = tuple[int, Key]
 
 
+def add_note(exc: BaseException, key: Any, pos: int, epoch: int, worker: str) -> None:
+    """Name the failing batch on the user's exception (once)."""
+    where = (
+        f"source[{key}]" if isinstance(key, int) else f"the batch of samples {key!r}"
+    )
+    note = f"stoker: raised by {where} (batch {pos} of epoch {epoch}, {worker})"
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
+
+
 class Result(NamedTuple):
     """One finished task, as a worker reports it.
 

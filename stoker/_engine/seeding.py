@@ -17,7 +17,15 @@ Rules (they are what makes a run reproducible whatever the worker count):
    ``np.random.rand()`` is deterministic too. Threads share those global generators
    between workers, so there the order of calls decides the values: use
    ``stoker.rng()`` instead.
-5. Nothing in stoker touches a global generator otherwise.
+5. Every process worker, when it starts, seeds its global ``random`` and
+   ``numpy.random`` generators (and torch's, when the program imported torch) from
+   ``(seed, WORKER, pool generation, worker index)``. Seeded or not, no two workers
+   share a state: a forked child would otherwise continue the parent's stream, and
+   every worker would apply the same "random" augmentation (torch's DataLoader
+   seeds its workers from a base seed plus the worker id for the same reason). The
+   seed of an unseeded loader is drawn from the OS (rule 1), so these differ from
+   run to run too. With ``reseed_globals``, rule 4 then reseeds per batch.
+6. Nothing in stoker touches a global generator otherwise.
 
 The context (``seed, epoch, i``) is a thread-local set by the worker around each call;
 the Generator itself is built only when ``rng()`` is called, so batches that do not
@@ -36,6 +44,7 @@ import numpy as np
 _ORDER = 0
 _BATCH = 1
 _GLOBALS = 2
+_WORKER = 3
 
 _context = threading.local()
 
@@ -49,9 +58,14 @@ def _sequence(seed: int, tag: int, *keys: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(entropy=seed, spawn_key=(tag, *keys))
 
 
-def pass_order(seed: int, pass_index: int, n: int) -> np.ndarray:
-    """The permutation of ``range(n)`` used in pass ``pass_index`` (rule 2)."""
-    gen = np.random.Generator(np.random.PCG64(_sequence(seed, _ORDER, pass_index)))
+def pass_order(seed: int, pass_index: int, n: int, since: int = 0) -> np.ndarray:
+    """The permutation of ``range(n)`` used in pass ``pass_index`` (rule 2).
+
+    ``since``: the epoch from which the source has had this length (0 unless its
+    length changed); it keeps the passes after a change apart from those before.
+    """
+    keys = (pass_index,) if since == 0 else (pass_index, since)
+    gen = np.random.Generator(np.random.PCG64(_sequence(seed, _ORDER, *keys)))
     return gen.permutation(n)
 
 
@@ -88,6 +102,19 @@ def rng() -> np.random.Generator:
         return np.random.default_rng()
     seed, epoch, index = key
     return np.random.Generator(np.random.PCG64(_sequence(seed, _BATCH, epoch, index)))
+
+
+def worker_seed(seed: int, generation: int, worker: int) -> int:
+    """A 63-bit seed for worker ``worker`` of the ``generation``-th pool (rule 5)."""
+    state = _sequence(seed, _WORKER, generation, worker).generate_state(2, np.uint32)
+    return (int(state[0]) << 32 | int(state[1])) >> 1
+
+
+def seed_worker_globals(seed: int, generation: int, worker: int) -> None:
+    """Seed this process's ``random`` and ``numpy.random`` (rule 5)."""
+    state = _sequence(seed, _WORKER, generation, worker).generate_state(4, np.uint32)
+    random.seed(int(state[0]) << 32 | int(state[1]))
+    np.random.seed(state[2:])
 
 
 def reseed_globals(seed: int, epoch: int, index: int) -> None:

@@ -1,13 +1,26 @@
 """Where the time went: per-batch timings and the verdict every loader reports.
 
-The consumer records one row per delivered batch (a few list appends, no locks: only
-the consumer's thread writes). ``summary()`` turns them into the numbers users act on:
-throughput, the fraction of time the training loop waited, time to first batch, and a
-verdict (input-bound or compute-bound) with advice on what to change.
+The consumer records each delivered batch (only the consumer's thread writes). A
+loader may run for days, so nothing here grows with the number of batches:
+
+- totals are running sums (batches, waits, produce and CPU time, queue depth,
+  bytes), so throughput, the wait fraction and the verdict are exact;
+- percentiles come from a reservoir of ``_RESERVOIR`` batches per series
+  (Vitter's algorithm R, with a private generator: seeding rule 6): exact up to that
+  many batches, a uniform sample after;
+- the last epoch's figures are kept beside the totals (``summary()["epoch"]``), so a
+  loop that prints ``loader.stats`` each epoch sees that epoch, not a running total;
+- length changes between epochs are counted, with the last few kept.
+
+The per-batch record of every batch, for charts, is the observers' business (the
+tracker stores them): see ``stoker.track``.
 """
 
 from __future__ import annotations
 
+import collections
+import math
+import random
 import time
 from typing import Any
 
@@ -20,107 +33,171 @@ _INPUT_BOUND_WAIT_FRACTION = 0.10
 # computing in Python, not waiting on I/O: the GIL lets only one of them run at a
 # time (about 1.0 at most), so more threads cannot help.
 _GIL_BOUND_LOAD = 0.6
+# Batches kept per series for percentiles: 4096 floats is 32 KB, and a p95 from that
+# many samples is within about a percentile point of the true one.
+_RESERVOIR = 4096
+_LENGTH_CHANGES_KEPT = 8
+
+
+class _Reservoir:
+    """A uniform sample of at most ``_RESERVOIR`` values of a series."""
+
+    def __init__(self, rand: random.Random) -> None:
+        self.values: list[float] = []
+        self.seen = 0
+        self._rand = rand
+
+    def add(self, value: float) -> None:
+        self.seen += 1
+        if len(self.values) < _RESERVOIR:
+            self.values.append(value)
+            return
+        j = self._rand.randrange(self.seen)
+        if j < _RESERVOIR:
+            self.values[j] = value
+
+
+class _Totals:
+    """Running sums over a span of batches (the whole life, or one epoch)."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.wait_s = 0.0
+        self.produce_s = 0.0
+        self.cpu_s = 0.0  # NaN CPU times (unknown) are left out
+        self.depth = 0
+        self.nbytes = 0
+        self.elapsed_s = 0.0
+
+    def add(
+        self, wait: float, produce: float, cpu: float, depth: int, size: int
+    ) -> None:
+        self.batches += 1
+        self.wait_s += wait
+        self.produce_s += produce
+        if cpu == cpu:
+            self.cpu_s += cpu
+        self.depth += depth
+        self.nbytes += size
 
 
 class LoaderStats:
-    """Timings of one loader, over its whole life.
+    """Timings of one loader: totals over its life and the last epoch's figures.
 
     Attributes:
-        wait_s: per batch, seconds the consumer waited for it.
-        produce_s: per batch, seconds a worker spent computing it.
-        produce_cpu_s: per batch, CPU seconds of the worker thread (threads only; NaN
-            where unknown).
-        queue_depth: per batch, finished batches waiting at delivery (itself included).
-        nbytes: per batch, bytes of array data.
+        workers: the worker count in force.
+        mode: ``"thread"`` or ``"process"``.
+        epochs: epochs finished (or cut short).
+        time_to_first_batch_s: from the first epoch's start to its first batch.
+        length_changes: how many times the source's length changed between epochs.
     """
 
     def __init__(self, workers: int, mode: str) -> None:
         self.workers = workers
         self.mode = mode
-        self.wait_s: list[float] = []
-        self.produce_s: list[float] = []
-        self.produce_cpu_s: list[float] = []
-        self.queue_depth: list[int] = []
-        self.nbytes: list[int] = []
         self.epochs = 0
-        self.active_s = 0.0  # time spent inside iteration, summed over epochs
         self.time_to_first_batch_s: float | None = None
+        self.length_changes = 0
+        self._recent_changes: collections.deque[dict[str, int]] = collections.deque(
+            maxlen=_LENGTH_CHANGES_KEPT
+        )
+        self._total = _Totals()
+        self._epoch = _Totals()
+        self._last: _Totals | None = None
+        rand = random.Random(0)
+        self._wait = _Reservoir(rand)
+        self._produce = _Reservoir(rand)
         self._epoch_start: float | None = None
 
+    # -- recording (the consumer's thread) ------------------------------------------
     def epoch_started(self) -> None:
         self._epoch_start = time.perf_counter()
+        self._epoch = _Totals()
 
     def epoch_ended(self) -> None:
-        if self._epoch_start is not None:
-            self.active_s += time.perf_counter() - self._epoch_start
-            self._epoch_start = None
-            self.epochs += 1
+        if self._epoch_start is None:
+            return
+        spent = time.perf_counter() - self._epoch_start
+        self._epoch_start = None
+        self._epoch.elapsed_s = spent
+        self._total.elapsed_s += spent
+        self._last = self._epoch
+        self.epochs += 1
 
     def record(
         self, wait: float, produce: float, cpu: float, depth: int, size: int
     ) -> None:
-        """One delivered batch (called on the consumer's thread)."""
+        """One delivered batch."""
         if self.time_to_first_batch_s is None and self._epoch_start is not None:
             self.time_to_first_batch_s = time.perf_counter() - self._epoch_start
-        self.wait_s.append(wait)
-        self.produce_s.append(produce)
-        self.produce_cpu_s.append(cpu)
-        self.queue_depth.append(depth)
-        self.nbytes.append(size)
+        self._total.add(wait, produce, cpu, depth, size)
+        self._epoch.add(wait, produce, cpu, depth, size)
+        self._wait.add(wait)
+        self._produce.add(produce)
 
+    def length_changed(self, epoch: int, old: int, new: int) -> None:
+        """The source's length was ``old`` and is ``new`` from ``epoch`` on."""
+        self.length_changes += 1
+        self._recent_changes.append({"epoch": epoch, "from": old, "to": new})
+
+    # -- reading ---------------------------------------------------------------------
     @property
     def batches(self) -> int:
-        return len(self.wait_s)
+        """Batches delivered over the loader's life."""
+        return self._total.batches
 
-    def _elapsed(self) -> float:
-        running = (
-            time.perf_counter() - self._epoch_start
-            if self._epoch_start is not None
-            else 0.0
-        )
-        return self.active_s + running
+    def _running_s(self) -> float:
+        if self._epoch_start is None:
+            return 0.0
+        return time.perf_counter() - self._epoch_start
 
     def summary(self) -> dict[str, Any]:
-        """Plain JSON-able numbers: throughput, waits, verdict and advice."""
-        n = self.batches
-        elapsed = self._elapsed()
-        total_wait = float(sum(self.wait_s))
+        """Plain JSON-able numbers: totals, the last epoch, the verdict and advice.
+
+        The top-level figures cover the loader's whole life; ``"epoch"`` has the same
+        figures for the epoch running now, or else the last one finished.
+        """
+        total = self._total
         out: dict[str, Any] = {
             "mode": self.mode,
             "workers": self.workers,
-            "batches": n,
             "epochs": self.epochs,
-            "elapsed_s": elapsed,
-            "throughput_bps": n / elapsed if elapsed > 0 else 0.0,
-            "bytes": int(sum(self.nbytes)),
-            "mb_per_s": sum(self.nbytes) / elapsed / 1e6 if elapsed > 0 else 0.0,
-            "wait_fraction": total_wait / elapsed if elapsed > 0 else 0.0,
+            **_figures(total, total.elapsed_s + self._running_s()),
             "time_to_first_batch_s": self.time_to_first_batch_s,
         }
-        if n:
-            wait = np.asarray(self.wait_s)
-            produce = np.asarray(self.produce_s)
+        if total.batches:
+            wait = np.asarray(self._wait.values)
+            produce = np.asarray(self._produce.values)
             out.update(
-                mean_wait_s=float(wait.mean()),
+                mean_wait_s=total.wait_s / total.batches,
                 p95_wait_s=float(np.percentile(wait, 95)),
-                mean_produce_s=float(produce.mean()),
+                mean_produce_s=total.produce_s / total.batches,
                 p95_produce_s=float(np.percentile(produce, 95)),
-                mean_queue_depth=float(np.mean(self.queue_depth)),
+                mean_queue_depth=total.depth / total.batches,
             )
-        out["verdict"], out["advice"] = self._verdict(out)
+        out["epoch"] = self._epoch_figures()
+        out["length_changes"] = list(self._recent_changes)
+        out["verdict"], out["advice"] = self._verdict(total, out["elapsed_s"])
         return out
 
-    def _verdict(self, s: dict[str, Any]) -> tuple[str, str]:
-        n = s["batches"]
+    def _epoch_figures(self) -> dict[str, Any]:
+        if self._epoch_start is not None:
+            span, elapsed, index = self._epoch, self._running_s(), self.epochs
+        elif self._last is not None:
+            span, elapsed, index = self._last, self._last.elapsed_s, self.epochs - 1
+        else:
+            return {}
+        return {"index": index, **_figures(span, elapsed)}
+
+    def _verdict(self, t: _Totals, elapsed: float) -> tuple[str, str]:
+        n = t.batches
         if n == 0:
             return "no data", "no batch has been delivered yet"
-        elapsed = s["elapsed_s"]
-        wait_fraction = s["wait_fraction"]
-        step = max(elapsed - sum(self.wait_s), 1e-9) / n  # consumer time per batch
-        produce = s["mean_produce_s"]
-        needed = max(1, int(np.ceil(produce / step)))
-        cpu = sum(c for c in self.produce_cpu_s if c == c)  # NaN: unknown
-        gil_load = cpu / max(elapsed, 1e-12)
+        wait_fraction = t.wait_s / elapsed if elapsed > 0 else 0.0
+        step = max(elapsed - t.wait_s, 1e-9) / n  # consumer time per batch
+        produce = t.produce_s / n
+        needed = max(1, math.ceil(produce / step))
+        gil_load = t.cpu_s / max(elapsed, 1e-12)
         if wait_fraction <= _INPUT_BOUND_WAIT_FRACTION:
             spare = (
                 f"; about {needed} workers would keep up"
@@ -148,8 +225,25 @@ class LoaderStats:
 
     def __repr__(self) -> str:
         s = self.summary()
+        e = s["epoch"]
+        head = "<LoaderStats"
+        if e:
+            head += (
+                f" epoch {e['index']}: {e['batches']} batches, "
+                f"{e['throughput_bps']:.1f} batches/s, waited {e['wait_fraction']:.0%};"
+            )
         return (
-            f"<LoaderStats {s['batches']} batches, "
-            f"{s['throughput_bps']:.1f} batches/s, "
+            f"{head} total: {s['batches']} batches in {s['epochs']} epochs, "
             f"waited {s['wait_fraction']:.0%}: {s['verdict']}>"
         )
+
+
+def _figures(t: _Totals, elapsed: float) -> dict[str, Any]:
+    return {
+        "batches": t.batches,
+        "elapsed_s": elapsed,
+        "throughput_bps": t.batches / elapsed if elapsed > 0 else 0.0,
+        "bytes": t.nbytes,
+        "mb_per_s": t.nbytes / elapsed / 1e6 if elapsed > 0 else 0.0,
+        "wait_fraction": t.wait_s / elapsed if elapsed > 0 else 0.0,
+    }

@@ -20,27 +20,17 @@ import math
 import queue
 import threading
 import time
-from typing import Any
 
-from stoker._engine.fetch import Fetcher, nbytes
-from stoker._engine.run import EpochRun, Result, Task
+from stoker._engine.fetch import Fetcher
+from stoker._engine.run import EpochRun, Result, Task, add_note
 from stoker._errors import LoaderClosed
+from stoker._tree import nbytes
 
 _log = logging.getLogger("stoker")
 # How often a waiting worker re-checks the stop flag; a stop also wakes it directly.
 _POLL_S = 0.1
 # How often an idle worker between epochs checks that the program is still running.
 _IDLE_POLL_S = 1.0
-
-
-def add_note(exc: BaseException, key: Any, pos: int, epoch: int, worker: str) -> None:
-    """Name the failing batch on the user's exception (once)."""
-    where = (
-        f"source[{key}]" if isinstance(key, int) else f"the batch of samples {key!r}"
-    )
-    note = f"stoker: raised by {where} (batch {pos} of epoch {epoch}, {worker})"
-    if note not in getattr(exc, "__notes__", ()):
-        exc.add_note(note)
 
 
 class ThreadEpochRun:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from stoker import ConfigError
+from stoker._tree import nbytes
 from stoker.bench.monitor import Monitor
 from stoker.bench.peers import PEERS
 from stoker.bench.runners import (
@@ -103,18 +104,6 @@ class SweepResult:
     notes: list[str]
     started: str
     duration_s: float
-
-
-def nbytes(batch: Any) -> int:
-    """Bytes of array data (numpy arrays, tensors) in a batch of any structure."""
-    size = getattr(batch, "nbytes", None)
-    if isinstance(size, int):
-        return size
-    if isinstance(batch, (tuple, list)):
-        return sum(nbytes(b) for b in batch)
-    if isinstance(batch, dict):
-        return sum(nbytes(b) for b in batch.values())
-    return 0
 
 
 def measure(

@@ -80,14 +80,14 @@ def test_a_dead_worker_raises_worker_crashed_within_a_second(
 def test_a_worker_killed_between_epochs_is_reported_then_replaced():
     with loader(sources_proc.Pids(n=6)) as ld:
         list(ld)
-        victim = ld._resources.backend.pids[0]
+        victim = ld._feed.backend.pids[0]
         os.kill(victim, signal.SIGKILL)
         wait_gone([victim], 5)
         with pytest.raises(stoker.WorkerCrashed, match="while idle") as info:
             list(ld)
         assert info.value.index is None and info.value.exitcode == -9
         assert [int(b[0]) for b in ld] == list(range(6))
-        assert victim not in ld._resources.backend.pids
+        assert victim not in ld._feed.backend.pids
 
 
 @pytest.mark.parametrize("method", ["spawn", "forkserver"])
@@ -110,7 +110,7 @@ def test_close_stops_a_worker_stuck_in_a_long_batch():
     ld = loader(sources.Slow(sleep=30, n=4), timeout=0.3)
     with pytest.raises(stoker.LoaderTimeout):
         list(ld)  # both workers are now 30 s inside source[i]
-    pids = ld._resources.backend.pids
+    pids = ld._feed.backend.pids
     t0 = time.monotonic()
     ld.close()
     assert time.monotonic() - t0 < STOP_S
@@ -121,7 +121,7 @@ def test_break_then_garbage_collection_stops_the_workers():
     ld = loader(sources_proc.Pids(n=50))
     for _ in ld:
         break
-    pids = ld._resources.backend.pids
+    pids = ld._feed.backend.pids
     assert len(alive(pids)) == 2
     del ld
     gc.collect()
@@ -133,7 +133,7 @@ def test_an_exception_in_the_training_step_stops_the_workers():
         with loader(sources_proc.Pids(n=50)) as ld:
             pids = []
             for _ in ld:
-                pids = ld._resources.backend.pids
+                pids = ld._feed.backend.pids
                 1 / 0  # noqa: B018
     assert wait_gone(pids, STOP_S) == []
 
@@ -224,7 +224,7 @@ def test_closing_one_fork_loader_is_immediate_while_another_runs():
         ld = loader(sources_proc.Pids(n=4))
         list(ld)
         list(other)  # forked after `ld`: must not hold `ld`'s consumer ends
-        pids = ld._resources.backend.pids
+        pids = ld._feed.backend.pids
         t0 = time.monotonic()
         ld.close()
         assert wait_gone(pids, STOP_S) == []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import stoker
-from stoker._engine import shm
+from stoker._engine.process import shm
 from tests import sources_proc
 
 pytestmark = pytest.mark.timeout(60)
@@ -24,7 +24,7 @@ def loader(source, method="fork", **options):
 
 
 def backend_of(ld):
-    return ld._resources.backend
+    return ld._feed.backend
 
 
 def in_shared_memory(array: np.ndarray) -> bool:

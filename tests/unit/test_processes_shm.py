@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import stoker
-from stoker._engine import codec, crash, pickling, resync, shm, tracebacks
+from stoker._engine import crash, pickling, tracebacks
+from stoker._engine.process import codec, resync, shm
 from tests import sources_proc
 
 MB = 1 << 20
@@ -37,48 +38,47 @@ def lease_of(array: np.ndarray) -> object:
 
 def test_ring_hands_out_no_slot_until_it_knows_the_batch_size(arena):
     ring = shm.SlotRing(arena, 4096, cap=3, max_bytes=None)
-    assert ring.take(False) is shm.NO_SLOT
+    assert ring.lend(False) is shm.NO_SLOT
     ring.grow(MB + 1)
     assert ring.slot_size == MB + 4096  # page-rounded
-    a, b, c = ring.take(False), ring.take(False), ring.take(False)
+    a, b, c = ring.lend(False), ring.lend(False), ring.lend(False)
     assert len({a.offset, b.offset, c.offset}) == 3 and ring.live == 3
-    assert ring.take(False) is shm.WAIT  # all lent to tasks: a result brings one back
-    ring.settle(a)
-    ring.give_back(a)
-    assert ring.take(False) is a
+    assert ring.lend(False) is shm.WAIT  # all lent to tasks: a result brings one back
+    ring.discard(a)
+    assert ring.lend(False) is a
 
 
 def test_a_slot_returns_only_when_every_view_is_gone(arena):
     ring = shm.SlotRing(arena, 4096, cap=1, max_bytes=None)
     ring.grow(MB)
-    slot = ring.take(False)
-    ring.settle(slot)
+    slot = ring.lend(False)
+    ring.arrived(slot)
     flat = ring.lease(slot)
     view = flat[10:20].view(np.uint16)
     del flat
     gc.collect()
-    assert ring.take(False) is shm.NO_SLOT  # the consumer holds the only slot
+    assert ring.lend(False) is shm.NO_SLOT  # the consumer holds the only slot
     del view
     gc.collect()
-    assert ring.take(False) is slot
+    assert ring.lend(False) is slot
 
 
 def test_max_queue_bytes_caps_the_ring(arena):
     ring = shm.SlotRing(arena, 4096, cap=10, max_bytes=3 * MB)
     ring.grow(MB)
-    slots = [ring.take(False) for _ in range(4)]
+    slots = [ring.lend(False) for _ in range(4)]
     assert slots[3] is shm.WAIT and ring.live == 3
 
 
 def test_outgrown_slots_are_retired_and_their_range_reused(arena):
     ring = shm.SlotRing(arena, 4096, cap=2, max_bytes=None)
     ring.grow(MB)
-    small = ring.take(False)
-    ring.settle(small)
+    small = ring.lend(False)
+    ring.arrived(small)
     ring.grow(3 * MB)
     ring.give_back(small)  # too small now: retired, not reused
     assert ring.live == 0
-    big = ring.take(False)
+    big = ring.lend(False)
     assert big.size >= 3 * MB and big.offset == small.offset  # the range merged back
 
 
@@ -149,8 +149,8 @@ def test_object_arrays_and_big_pickles_still_cross(arena):
     assert one_off is None and stream[0] == codec.IN_SLOT and places == []
     ring = shm.SlotRing(arena, 4096, cap=2, max_bytes=None)
     ring.grow(4 * MB)
-    slot = ring.take(False)
-    ring.settle(slot)
+    slot = ring.lend(False)
+    ring.arrived(slot)
     out = codec.decode(stream, places, ring, shm.Slot(4096, 4 * MB), None)
     assert out["names"].tolist() == ["a", None] and out["text"] == "x" * 200_000
 

@@ -122,7 +122,7 @@ def test_failed_epoch_start_leaves_the_loader_resumable(monkeypatch):
         def broken(*args):
             raise stoker.SerializationError("cannot cross")
 
-        monkeypatch.setattr(loader, "_start_run", broken)
+        monkeypatch.setattr(loader._feed, "start", broken)
         with pytest.raises(stoker.SerializationError):
             next(iter(loader))
         monkeypatch.undo()

@@ -23,7 +23,7 @@ import pickle
 import socket
 from typing import Any
 
-from stoker._engine.shm import Segment
+from stoker._engine.process.shm import Segment
 
 # Largest pickle sent inline; a kernel socket buffer must hold a few of them.
 MAX_INLINE_BYTES = 64 * 1024

@@ -186,7 +186,9 @@ WAIT = None  # no slot now, but one the engine holds comes back soon
 class SlotRing:
     """The consumer's slots in one arena (rules 2 to 5); used by one thread.
 
-    ``take`` answers a slot, ``NO_SLOT`` or ``WAIT``. Slot size starts unknown (0:
+    ``lend`` answers a slot, ``NO_SLOT`` or ``WAIT``; every lent slot comes back
+    through ``arrived`` (then ``codec.decode`` leases it or gives it back) or
+    ``discard``. Slot size starts unknown (0:
     tasks get ``NO_SLOT``) and follows the largest batch seen; smaller slots are
     retired (their pages discarded) as they come back.
     """
@@ -209,7 +211,7 @@ class SlotRing:
             return self._cap_slots
         return max(1, min(self._cap_slots, self._max_bytes // self.slot_size))
 
-    def take(self, busy: bool) -> Slot | None:
+    def lend(self, busy: bool) -> Slot | None:
         """A slot for the next task, ``NO_SLOT`` (use a one-off) or ``WAIT``.
 
         ``busy``: the epoch has batches in flight or finished but not yet taken by
@@ -233,15 +235,20 @@ class SlotRing:
         self.lent += 1
         return slot
 
-    def settle(self, slot: Slot) -> None:
-        """A lent slot's result arrived: it now belongs to a lease or comes back."""
+    def arrived(self, slot: Slot) -> None:
+        """A lent slot's result arrived: ``codec.decode`` leases it or gives it back."""
         if slot is not NO_SLOT:
             self.lent -= 1
 
     def give_back(self, slot: Slot) -> None:
-        """A slot whose content nobody views (discarded or array-free result)."""
+        """A slot whose content nobody views (an array-free result)."""
         if slot is not NO_SLOT:
             self._return(slot)
+
+    def discard(self, slot: Slot) -> None:
+        """Take back a lent slot: task unsent or skipped, or its result dropped."""
+        self.arrived(slot)
+        self.give_back(slot)
 
     def lease(self, slot: Slot) -> np.ndarray:
         """A uint8 view of ``slot`` that returns it to the ring once dropped."""

@@ -17,9 +17,10 @@ a 1 GB ``self.x`` that did not change costs a checksum (about 0.5 s per GB per
 epoch), not a copy; a read-only array (``x.flags.writeable = False``, or
 ``numpy.load(..., mmap_mode="r")``) cannot change in place and costs nothing.
 
-A source without ``__dict__`` (a list, an array, a class with ``__slots__``) is sent
-once and never updated. An attribute that cannot be pickled is compared by identity
-and can only cross if it is replaced by something picklable.
+A source without ``__dict__`` (a list, an array, a class with ``__slots__``) has no
+attributes to compare; it is sent whole again when its length changed (a list that
+grew between epochs), and otherwise kept. An attribute that cannot be pickled is
+compared by identity and can only cross if it is replaced by something picklable.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def _attributes(source: Any) -> dict[str, Any] | None:
     return state if isinstance(state, dict) else None
 
 
+def _length(source: Any) -> int | None:
+    try:
+        return len(source)
+    except Exception:
+        return None
+
+
 class SourceSync:
     """Digests of the source's attributes as the workers last saw them."""
 
@@ -68,6 +76,7 @@ class SourceSync:
         self._digests = (
             None if attrs is None else {k: _digest(v) for k, v in attrs.items()}
         )
+        self._length = _length(source)
 
     def changes(self, source: Any) -> bytes | None:
         """The pickled update for the workers, or None when nothing changed.
@@ -77,30 +86,43 @@ class SourceSync:
         """
         attrs = _attributes(source)
         if attrs is None or self._digests is None:
-            return None
+            length = _length(source)
+            if length == self._length:
+                return None
+            self._length = length
+            return self._dump(("replace", source), {"source": source})
         digests = {k: _digest(v) for k, v in attrs.items()}
         changed = {k: v for k, v in attrs.items() if self._digests.get(k) != digests[k]}
         removed = [k for k in self._digests if k not in digests]
         if not changed and not removed:
             return None
+        payload = self._dump(("update", changed, removed), changed)
+        self._digests = digests
+        return payload
+
+    @staticmethod
+    def _dump(update: tuple[Any, ...], parts: dict[str, Any]) -> bytes:
         try:
-            payload = pickle.dumps((changed, removed), protocol=pickle.HIGHEST_PROTOCOL)
+            return pickle.dumps(update, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            bad = [k for k in changed if culprit(changed[k], f"source.{k}")]
-            what = describe(changed[bad[0]], f"source.{bad[0]}") if bad else str(exc)
+            bad = [k for k in parts if culprit(parts[k], f"source.{k}")]
+            what = describe(parts[bad[0]], f"source.{bad[0]}") if bad else str(exc)
             raise SerializationError(
                 f"the source changed between epochs but {what}, so process workers "
                 "cannot be given the new value: keep that attribute picklable, or "
                 "create it lazily inside __getitem__"
             ) from exc
-        self._digests = digests
-        return payload
 
 
-def apply(source: Any, payload: bytes) -> None:
-    """Worker side: set the changed attributes on this process's copy."""
-    changed, removed = pickle.loads(payload)
+def apply(source: Any, payload: bytes) -> Any:
+    """Worker side: the source with the update applied (the same object, or a new
+    one when the update replaces it whole)."""
+    update = pickle.loads(payload)
+    if update[0] == "replace":
+        return update[1]
+    _, changed, removed = update
     attrs = source.__dict__
     attrs.update(changed)
     for key in removed:
         attrs.pop(key, None)
+    return source

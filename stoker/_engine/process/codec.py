@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from stoker._engine.shm import (
+from stoker._engine.process.messages import Place
+from stoker._engine.process.shm import (
     ALIGN,
     NO_SLOT,
     Segment,
@@ -33,14 +34,11 @@ from stoker._engine.shm import (
     SlotWriter,
     align,
 )
-from stoker._engine.wire import MAX_INLINE_BYTES
+from stoker._engine.process.wire import MAX_INLINE_BYTES
 
 _OUT_OF_BAND_MIN_BYTES = 16 * 1024
 IN_SLOT = 0
 IN_ONE_OFF = 1
-
-# (segment, offset, size): offset is from the arena start (IN_SLOT) or the one-off's.
-Place = tuple[int, int, int]
 
 
 def _address(buf: memoryview) -> int:

@@ -1,18 +1,16 @@
 """Process workers: the backend for CPU-bound Python sources.
 
 Workers are started once per loader, on the first epoch, and kept until ``close()``
-(``pool.py``); with ``spawn``/``forkserver`` the source is pickled once and crosses
-once. Each epoch is a :class:`ProcessEpochRun` that feeds the pool's shared task
-socket, all on the consumer's thread (no helper thread to contend for the GIL):
+(``pool.py``). With ``fork`` (the default on Linux, see ``start.py``) they inherit
+the source as it is; with ``spawn``/``forkserver`` the source is pickled once and
+crosses once. Each epoch is a :class:`ProcessEpochRun` that feeds the pool, all on
+the consumer's thread (no helper thread to contend for the GIL):
 
 * Bound: a task is sent only with a token; there are ``max_queue_size + workers``
   tokens and the consumer returns one per batch it takes (``release``), so at most
   that many batches exist at once, in flight, finished or in the reorder buffer.
 * Memory: each task also takes a slot of the shared-memory ring (``shm.py``, which
-  states the ownership rule); the worker writes the batch there and the consumer
-  gets zero-copy views. When every slot is lent out, the run waits for one (a result
-  always comes back); when the consumer itself holds every slot, the task gets a
-  one-off segment instead, so keeping batches never deadlocks.
+  states the ownership rule); the pool owns the slots of tasks in flight.
 * Failures: a worker's exception keeps its type (``tracebacks.py``); a worker that
   dies raises ``WorkerCrashed`` from the same wait (``pool.py``); the next epoch then
   starts a fresh pool.
@@ -23,24 +21,19 @@ socket, all on the consumer's thread (no helper thread to contend for the GIL):
 
 from __future__ import annotations
 
+import collections
 import itertools
-import math
-import os
 import sys
 import time
-from collections import deque
-from typing import Any
 
-from stoker._engine import codec, tracebacks
 from stoker._engine.fetch import Fetcher
 from stoker._engine.plan import Key
-from stoker._engine.pool import WorkerPool
-from stoker._engine.resync import SourceSync
+from stoker._engine.process.pool import WorkerPool
+from stoker._engine.process.resync import SourceSync
+from stoker._engine.process.start import check_main_guard
 from stoker._engine.run import EpochRun, Result, Task
-from stoker._engine.shm import Segment, Slot
-from stoker._engine.threads import add_note
-from stoker._errors import ConfigError, LoaderClosed, SerializationError
-from stoker._options import LoaderOptions
+from stoker._errors import ConfigError, LoaderClosed
+from stoker._options import LoaderOptions, default_start_method
 
 # Shutting down a broken pool before starting a fresh one.
 _RESTART_TIMEOUT_S = 2.0
@@ -48,6 +41,8 @@ _RESTART_TIMEOUT_S = 2.0
 # below it, waking a worker costs as much as the batch itself.
 _CHEAP_S = 0.0005
 _MAX_CHUNK = 8
+# Kept for the benchmarks: the cost of the last few source updates.
+_UPDATES_KEPT = 64
 
 
 class ProcessEpochRun:
@@ -57,22 +52,18 @@ class ProcessEpochRun:
         self, pool: WorkerPool, run: int, epoch: int, tasks: list[Task], budget: int
     ) -> None:
         self._pool = pool
-        self._ring = pool.ring
-        self.run = run
-        self.epoch = epoch
-        self._todo: deque[Task] = deque(tasks)
+        self._run = run
+        self._epoch = epoch
+        self._todo: collections.deque[tuple[int, Key]] = collections.deque(tasks)
         self._budget = budget
         self._tokens = budget
-        self._lent: dict[int, tuple[Key, Slot]] = {}  # in flight: pos -> (key, slot)
-        self._done: deque[Result] = deque()
+        self._done: collections.deque[Result] = collections.deque()
         self._stopped = False
-        pool.runs[run] = self
         self._pump()
 
     def _pump(self) -> None:
         pool = self._pool
         todo = self._todo
-        ring = self._ring
         while todo and self._tokens > 0 and not self._stopped:
             if pool.failure is not None or pool.closed:
                 return
@@ -80,79 +71,13 @@ class ProcessEpochRun:
             limit = 1
             if pool.produce_ema_s < _CHEAP_S:
                 limit = min(_MAX_CHUNK, -(-self._tokens // pool.workers))
-            chunk: list[tuple[Any, ...]] = []
-            while todo and self._tokens > 0 and len(chunk) < limit:
-                slot = ring.take(self._tokens < self._budget)
-                if slot is None:
-                    break  # every slot is lent out: one comes back with a result
-                pos, key = todo.popleft()
-                self._tokens -= 1
-                self._lent[pos] = (key, slot)
-                chunk.append(
-                    (self.run, self.epoch, pos, key, slot.offset, slot.size, pool.sync)
-                )
-            if not chunk:
+            chunk = [todo.popleft() for _ in range(min(limit, self._tokens, len(todo)))]
+            busy = self._tokens < self._budget
+            sent = pool.dispatch(self._run, self._epoch, chunk, busy)
+            self._tokens -= sent
+            if sent < len(chunk):
+                todo.extendleft(reversed(chunk[sent:]))
                 return
-            if not pool.send_tasks(chunk):
-                for task in reversed(chunk):
-                    pos, key = task[2], task[3]
-                    slot = self._lent.pop(pos)[1]
-                    ring.settle(slot)
-                    ring.give_back(slot)
-                    todo.appendleft((pos, key))
-                    self._tokens += 1
-                return
-
-    def task_of(self, pos: int) -> tuple[Any, int] | None:
-        """``(key, epoch)`` of an in-flight position (for crash reports)."""
-        lent = self._lent.get(pos)
-        return None if lent is None else (lent[0], self.epoch)
-
-    def on_message(self, msg: tuple[Any, ...], fds: list[int]) -> None:
-        """A worker's reply for one of this run's tasks (``worker.py`` lists kinds)."""
-        kind, _, pos, w = msg[:4]
-        key, slot = self._lent.pop(pos)
-        ring = self._ring
-        ring.settle(slot)
-        if self._stopped or kind == "skip":
-            for fd in fds:
-                os.close(fd)
-            ring.give_back(slot)
-            if self._stopped and not self._lent:
-                self._pool.runs.pop(self.run, None)
-            return
-        one_off = None
-        if kind == "ok" and msg[10]:
-            one_off = Segment(fds.pop(0), msg[10], own_fd=False)
-        for fd in fds:
-            os.close(fd)  # none expected
-        index = key if isinstance(key, int) else pos
-        if kind == "ok":
-            _, _, _, _, produce_s, cpu_s, nbytes, stream, places, need, _ = msg
-            self._pool.produce_ema_s += 0.1 * (produce_s - self._pool.produce_ema_s)
-            ring.grow(need)
-            try:
-                batch = codec.decode(stream, places, ring, slot, one_off)
-            except Exception as exc:
-                error = SerializationError(
-                    f"batch {pos} of epoch {self.epoch} (source index {index}) crossed "
-                    f"from process worker {w} but cannot be unpickled here: {exc}"
-                )
-                error.__cause__ = exc
-                self._done.append(
-                    Result(pos, None, produce_s, cpu_s, 0, error, w, index)
-                )
-                return
-            self._done.append(
-                Result(pos, batch, produce_s, cpu_s, nbytes, None, w, index)
-            )
-            return
-        ring.give_back(slot)
-        _, _, _, _, produce_s, how, packed = msg
-        raised = tracebacks.unpack(packed)
-        if how == "raised":
-            add_note(raised, key, pos, self.epoch, f"process worker {w}")
-        self._done.append(Result(pos, None, produce_s, math.nan, 0, raised, w, index))
 
     # -- EpochRun -----------------------------------------------------------------
     def get(self, timeout_s: float) -> Result | None:
@@ -162,11 +87,19 @@ class ProcessEpochRun:
         deadline = time.monotonic() + timeout_s
         while pool.failure is None and not pool.closed:
             self._pump()
-            pool.receive(max(0.0, deadline - time.monotonic()))
+            self._done.extend(pool.receive(self._run, 0.0))
             if self._done:
                 return self._done.popleft()
-            if time.monotonic() >= deadline:
+            # Nothing to hand over yet: the consumer would wait, so start the next
+            # worker now and look again (pool.py: workers start in the background).
+            if pool.start_pending():
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 break
+            self._done.extend(pool.receive(self._run, remaining))
+            if self._done:
+                return self._done.popleft()
         return None
 
     def release(self) -> None:
@@ -190,25 +123,26 @@ class ProcessEpochRun:
         self._stopped = True
         self._todo.clear()
         self._done.clear()  # drops their leases: the slots go back to the ring
-        self._pool.cancel_below(self.run + 1)
-        if not self._lent:
-            self._pool.runs.pop(self.run, None)
+        self._pool.cancel_below(self._run + 1)
 
     def join(self, timeout_s: float) -> bool:
         pool = self._pool
         deadline = time.monotonic() + timeout_s
-        while self._lent and pool.failure is None and not pool.closed:
+        while pool.in_flight(self._run) and pool.failure is None and not pool.closed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            pool.receive(remaining)
-        if not self._lent:
-            pool.runs.pop(self.run, None)
-        return not self._lent
+            pool.receive(self._run, remaining)
+        return pool.closed or not pool.in_flight(self._run)
 
 
 class ProcessBackend:
-    """Keeps one worker pool for the loader's life (restarted after a crash)."""
+    """Keeps one worker pool for the loader's life (restarted after a crash).
+
+    Raises:
+        ConfigError: not on Linux, or a start method that re-imports the main
+            script while that script starts the loader unguarded (``start.py``).
+    """
 
     def __init__(
         self, fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
@@ -218,6 +152,8 @@ class ProcessBackend:
                 "use_multiprocessing=True needs Linux in this version of stoker "
                 f"(this is {sys.platform}); use threads (use_multiprocessing=False)"
             )
+        self.method = opts.start_method or default_start_method()
+        check_main_guard(self.method)
         self._fetcher = fetcher
         self._opts = opts
         self._budget = budget
@@ -225,9 +161,14 @@ class ProcessBackend:
         self._pool: WorkerPool | None = None
         self._sync: SourceSync | None = None
         self._runs = itertools.count(1)
+        self._generation = 0
         self._closed = False
-        self.update_s: list[float] = []  # seconds each source update took
-        self.update_bytes: list[int] = []
+        self.update_s: collections.deque[float] = collections.deque(
+            maxlen=_UPDATES_KEPT
+        )
+        self.update_bytes: collections.deque[int] = collections.deque(
+            maxlen=_UPDATES_KEPT
+        )
 
     @property
     def pids(self) -> list[int]:
@@ -242,7 +183,16 @@ class ProcessBackend:
             pool.shutdown(_RESTART_TIMEOUT_S)
             pool = self._pool = None
         if pool is None:
-            pool = WorkerPool(self._fetcher, self._opts, self._budget, self._name)
+            pool = WorkerPool(
+                self._fetcher,
+                self._opts,
+                self._budget,
+                self._name,
+                method=self.method,
+                seed=self._fetcher.seed,
+                generation=self._generation,
+            )
+            self._generation += 1
             self._pool = pool
             self._sync = SourceSync(self._fetcher.source)
         else:

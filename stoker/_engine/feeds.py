@@ -1,0 +1,232 @@
+"""What one kind of source contributes to an epoch: the ``Feed`` protocol.
+
+``stoker.Loader`` is one class over a feed. It owns the lifecycle, the epoch loop,
+the stats and observers and the state envelope; the feed owns what differs between
+kinds of source:
+
+- :class:`IndexedFeed` (this module): a source with ``__len__`` and
+  ``__getitem__``. It holds the index plan, the fetcher and a backend (threads,
+  processes, or any module with the ``run.Backend`` protocol: a new backend is a
+  new module and an entry in ``_BACKENDS``, nothing in the Loader).
+- ``generators.StreamFeed``: generator streams, interleaved.
+
+Length: an indexed feed reads the source's length again at every epoch start (Keras
+and torch do the same), so a source that grows, or a ``Sequence`` whose
+``on_epoch_end`` changes its number of batches, is never silently truncated. The
+plan is rebuilt from that epoch on (``plan.py``) and the change is reported.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import Any, Protocol
+
+from stoker._engine.fetch import Fetcher
+from stoker._engine.plan import Plan
+from stoker._engine.run import Backend, EpochRun, Task
+from stoker._errors import ConfigError
+from stoker._options import LoaderOptions
+
+_log = logging.getLogger("stoker")
+# Stopping workers that hold an old seed, when a resume brings another.
+_RESTART_TIMEOUT_S = 10.0
+
+
+class Feed(Protocol):
+    """One kind of source, as the Loader drives it."""
+
+    kind: str  # "indexed" or "generator": recorded in the state
+    source: Any  # what the user gave (its ``on_epoch_*`` hooks are called)
+
+    def epoch_length(self, epoch: int) -> int:
+        """Batches in ``epoch``, from the source's length now (call between epochs)."""
+
+    def length_change(self) -> tuple[int, int] | None:
+        """``(old, new)`` once after the source's length changed, else None."""
+
+    def start(self, epoch: int, positions: list[int]) -> EpochRun:
+        """Start computing ``positions`` of ``epoch``; returns at once."""
+
+    def state(self) -> dict[str, Any]:
+        """The feed's part of the loader's state (plain JSON values)."""
+
+    def check_state(self, state: dict[str, Any]) -> None:
+        """Raise ``ConfigError`` if ``state`` was not taken from a feed like this."""
+
+    def restore(self, state: dict[str, Any], seed: int) -> None:
+        """Continue from ``state`` (already checked), with the loader's ``seed``."""
+
+    def close(self, timeout_s: float) -> None:
+        """Stop every worker; idempotent."""
+
+
+def source_length(source: Any) -> int:
+    """``len(source)``, or ``ConfigError`` saying what the source must provide."""
+    if inspect.isgenerator(source) or (
+        hasattr(source, "__next__") and not hasattr(source, "__getitem__")
+    ):
+        raise ConfigError(
+            f"{type(source).__name__} is a generator/iterator: stoker cannot index it. "
+            "Use stoker.Loader.from_generator(factory, steps_per_epoch=...)"
+        )
+    name = type(source).__name__
+    if not hasattr(source, "__getitem__"):
+        raise ConfigError(
+            f"source of type {name} has no __getitem__: a source must have __len__ "
+            "and __getitem__(i) returning batch i (or sample i with batch_size=...); "
+            "for a generator use stoker.Loader.from_generator"
+        )
+    if hasattr(type(source), "__len__"):
+        n = len(source)
+        what = "len(source)"
+    else:
+        try:
+            n = source.num_batches  # Keras 3 PyDataset without __len__
+        except (AttributeError, NotImplementedError):
+            raise ConfigError(
+                f"source of type {name} has no length: give it __len__ (for a Keras "
+                "PyDataset, a num_batches property), or wrap an endless source with "
+                "stoker.Loader.from_generator(..., steps_per_epoch=N)"
+            ) from None
+        what = "source.num_batches"
+        if n is None:
+            raise ConfigError(
+                f"{what} is None (an endless {name}): stoker needs the number of "
+                "batches; return it from num_batches, or wrap the source with "
+                "stoker.Loader.from_generator(..., steps_per_epoch=N)"
+            )
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(
+            f"{what} returned {n!r} (a {type(n).__name__}): expected a whole number "
+            f">= 0 of {'samples' if what == 'len(source)' else 'batches'}; return an "
+            "int (e.g. math.ceil(...) or //, not /)"
+        )
+    return n
+
+
+def _thread_backend(
+    fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
+) -> Backend:
+    from stoker._engine.threads import ThreadBackend
+
+    return ThreadBackend(fetcher, opts.workers, budget, name)
+
+
+def _process_backend(
+    fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
+) -> Backend:
+    from stoker._engine.process.backend import ProcessBackend
+
+    return ProcessBackend(fetcher, opts, budget, name)
+
+
+# LoaderOptions.mode -> factory(fetcher, options, budget, name) of its backend
+_BACKENDS = {"thread": _thread_backend, "process": _process_backend}
+
+
+class IndexedFeed:
+    """A ``__getitem__`` source on a backend (module docstring)."""
+
+    kind = "indexed"
+
+    def __init__(self, source: Any, opts: LoaderOptions, seed: int, name: str) -> None:
+        self.source = source
+        self._opts = opts
+        self._name = name
+        self._n = source_length(source)
+        self._change: tuple[int, int] | None = None
+        self._backend: Backend | None = None
+        self.fetcher = Fetcher(source, opts.batch_size, seed)
+        self._set_plan(seed, first_epoch=0)
+
+    def _set_plan(self, seed: int, first_epoch: int) -> None:
+        o = self._opts
+        self.plan = Plan(
+            self._n,
+            seed=seed,
+            shuffle=o.shuffle,
+            batch_size=o.batch_size,
+            drop_last=o.drop_last,
+            steps_per_epoch=o.steps_per_epoch,
+            shard=o.shard,
+            first_epoch=first_epoch,
+        )
+
+    @property
+    def backend(self) -> Backend:
+        """The backend, started on first use."""
+        if self._backend is None:
+            o = self._opts
+            budget = o.max_queue_size + o.workers
+            self._backend = _BACKENDS[o.mode](self.fetcher, o, budget, self._name)
+        return self._backend
+
+    def epoch_length(self, epoch: int) -> int:
+        n = source_length(self.source)
+        if n != self._n:
+            _log.debug(
+                "stoker: %s: the source's length changed from %d to %d; epoch %d "
+                "uses the new length",
+                self._name,
+                self._n,
+                n,
+                epoch,
+            )
+            self._change = (self._n, n)
+            self._n = n
+            self._set_plan(self.plan.seed, first_epoch=epoch)
+        return self.plan.epoch_length
+
+    def length_change(self) -> tuple[int, int] | None:
+        change, self._change = self._change, None
+        return change
+
+    def start(self, epoch: int, positions: list[int]) -> EpochRun:
+        keys = self.plan.keys(epoch)
+        tasks: list[Task] = [(p, keys[p]) for p in positions]
+        return self.backend.start_epoch(epoch, tasks)
+
+    def state(self) -> dict[str, Any]:
+        o = self._opts
+        return {
+            "length": self._n,
+            "length_since": self.plan.first_epoch,
+            "epoch_length": self.plan.epoch_length,
+            "shuffle": o.shuffle,
+            "batch_size": o.batch_size,
+            "drop_last": o.drop_last,
+            "steps_per_epoch": o.steps_per_epoch,
+            "shard": list(o.shard) if o.shard else None,
+        }
+
+    def check_state(self, state: dict[str, Any]) -> None:
+        mine = self.state()
+        for key in ("length", "shuffle", "batch_size", "drop_last", "steps_per_epoch"):
+            _same(key, state.get(key), mine[key])
+        _same("shard", state.get("shard"), mine["shard"])
+
+    def restore(self, state: dict[str, Any], seed: int) -> None:
+        if seed != self.fetcher.seed:
+            # Workers hold the fetcher with its seed: start them again with the new.
+            self.close(_RESTART_TIMEOUT_S)
+            self._backend = None
+            self.fetcher = Fetcher(self.source, self._opts.batch_size, seed)
+        self._set_plan(seed, first_epoch=int(state.get("length_since", 0)))
+
+    def close(self, timeout_s: float) -> None:
+        if self._backend is not None:
+            self._backend.close(timeout_s)
+
+
+def _same(key: str, saved: Any, mine: Any) -> None:
+    if saved != mine:
+        hint = (
+            "the source has a different length now"
+            if key == "length"
+            else "resume with the same options"
+        )
+        raise ConfigError(
+            f"the state was saved with {key}={saved!r} but this loader has "
+            f"{key}={mine!r}: {hint} (resume with the same source and options)"
+        )

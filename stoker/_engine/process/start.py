@@ -1,0 +1,102 @@
+"""Whether process workers can start from this program, decided before any starts.
+
+``spawn`` and ``forkserver`` children import the main script again (as
+``__mp_main__``) to find the source's class. A script that creates its loader at
+module level, outside ``if __name__ == "__main__":`` (how most Keras 2 scripts are
+written), would then start workers from inside each worker: Python refuses with
+"An attempt has been made to start a new process before the current process has
+finished its bootstrapping phase", once per worker, and the loader would only see
+workers that died. So before the first worker starts, :func:`check_main_guard`
+finds the line of the main script that is creating the loader and, when it runs
+unguarded at module level, raises ``ConfigError`` with the one-line fix.
+
+``fork`` (the default on Linux) imports nothing again, so any script works with it.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import sys
+from types import FrameType
+
+from stoker._errors import ConfigError
+
+
+@functools.lru_cache(maxsize=8)
+def _guarded_lines(path: str) -> tuple[tuple[int, int], ...] | None:
+    """Line ranges under ``if __name__ == "__main__":`` in ``path`` (None: unknown)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    ranges = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_main_test(node.test):
+            ranges.append((node.lineno, node.end_lineno or node.lineno))
+    return tuple(ranges)
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    if not isinstance(test, ast.Compare) or len(test.ops) != 1:
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    texts = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return bool(names and texts)
+
+
+def _main_module_frame(path: str) -> FrameType | None:
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "<module>" and code.co_filename == path:
+            return frame
+        frame = frame.f_back
+    return None
+
+
+def unguarded_line(main_file: str | None = None) -> int | None:
+    """The line of the main script running unguarded at module level, or None.
+
+    None also when that cannot be known (no main file, an interactive session, a
+    loader created from a function the guarded block called).
+    """
+    path = main_file or getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path:
+        return None
+    frame = _main_module_frame(path)
+    if frame is None:
+        return None
+    ranges = _guarded_lines(path)
+    if ranges is None:
+        return None
+    line = frame.f_lineno
+    if any(lo <= line <= hi for lo, hi in ranges):
+        return None
+    return line
+
+
+def check_main_guard(method: str) -> None:
+    """Raise ``ConfigError`` if ``method`` would re-run unguarded code (docstring).
+
+    Raises:
+        ConfigError: the main script creates the loader outside its main guard and
+            ``method`` re-imports the main script in each worker.
+    """
+    if method == "fork":
+        return
+    line = unguarded_line()
+    if line is None:
+        return
+    path = getattr(sys.modules["__main__"], "__file__", "the main script")
+    raise ConfigError(
+        f"{path}, line {line}, starts process workers at module level, outside "
+        f'`if __name__ == "__main__":`. With start_method={method!r} every worker '
+        "imports the main script again and would run that line too. Put the "
+        'script\'s training code under `if __name__ == "__main__":`, or use '
+        "start_method='fork' (the default on Linux), which imports nothing again."
+    )
