@@ -10,9 +10,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2] / "stoker"
 
 # Every module of stoker falls under exactly one rule: the longest prefix that names
-# it. A rule lists the stoker modules it may import (as prefixes); "stoker" alone is
-# the public API (``import stoker`` / ``from stoker import X``), ANY is anything. Third-party imports
-# are checked only where a layer must stay framework-free.
+# it. A rule lists the stoker modules it may import (as prefixes); PUBLIC is the
+# public API (``import stoker`` / ``from stoker import X``), ANY is anything.
+# Third-party imports are checked only where a layer must stay framework-free.
 PUBLIC = "stoker"
 ANY = "*"
 BASE = {"stoker._errors", "stoker._types", "stoker._options", "stoker._tree"}
