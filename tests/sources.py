@@ -6,6 +6,8 @@ import them by name.
 
 from __future__ import annotations
 
+import collections
+import os
 import random
 import threading
 import time
@@ -166,3 +168,54 @@ class LegacyRandom:
 
     def __getitem__(self, i: int):
         return np.array([np.random.rand(), random.random()])
+
+
+class Draw:
+    """Batch ``i`` is what the worker's *global* generators give, and its pid."""
+
+    def __init__(self, n: int = 6, sleep: float = 0.05):
+        self.n = n
+        self.sleep = sleep
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        time.sleep(self.sleep)  # every worker gets a batch before any gets two
+        return np.array([np.random.randint(2**31), random.getrandbits(31), os.getpid()])
+
+
+class Record(dict):
+    """A dict subclass with an attribute of its own, as users write them."""
+
+    def __init__(self, *args, source: str = "?", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.source = source
+
+
+class Mapped:
+    """Per-sample source whose samples are a dict subclass, an OrderedDict and a
+    defaultdict: collation must keep each mapping's type."""
+
+    def __init__(self, n: int = 10):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        extra: collections.defaultdict[str, list[int]] = collections.defaultdict(list)
+        extra["i"] = [i]
+        return Record(
+            x=np.full((2,), i, np.float32),
+            meta=collections.OrderedDict(b=i, a=-i),
+            extra=extra,
+            source="disk",
+        )
+
+
+class GrowsEachEpoch(Indexed):
+    """A Keras-style Sequence whose ``on_epoch_end`` adds a batch."""
+
+    def on_epoch_end(self) -> None:
+        self.n += 1

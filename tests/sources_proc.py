@@ -185,3 +185,12 @@ class DiesOnce(Arrays):
             open(self.marker, "w").close()
             return DiesAt(self.at, self.how, self.n)[i]
         return super().__getitem__(i)
+
+
+class TorchThreads(Arrays):
+    """Batch ``i`` is the intra-op thread count torch has in the worker."""
+
+    def __getitem__(self, i):
+        import torch
+
+        return np.array([torch.get_num_threads()])

@@ -78,7 +78,7 @@ def source_length(source: Any) -> int:
             "for a generator use stoker.Loader.from_generator"
         )
     if hasattr(type(source), "__len__"):
-        n = len(source)
+        n = type(source).__len__(source)  # the value itself: len() hides a float
         what = "len(source)"
     else:
         try:

@@ -22,8 +22,16 @@ from tests import sources
         ({"steps_per_epoch": 0}, "steps_per_epoch=0"),
         ({"timeout": 0}, "timeout=0"),
         ({"timeout": "soon"}, "timeout='soon'"),
-        ({"start_method": "clone"}, "start_method='clone'"),
-        ({"max_queue_bytes": -5}, "max_queue_bytes=-5"),
+        (
+            {"start_method": "clone", "use_multiprocessing": True},
+            "start_method='clone'",
+        ),
+        ({"max_queue_bytes": -5, "use_multiprocessing": True}, "max_queue_bytes=-5"),
+        ({"use_multiprocessing": "yes"}, "use_multiprocessing='yes'"),
+        # Options that would do nothing on threads are refused, never ignored.
+        ({"start_method": "fork"}, "start_method='fork' applies to process workers"),
+        ({"max_queue_bytes": 10**6}, "max_queue_bytes=1000000 applies to process"),
+        ({"reseed_globals": True}, "reseed_globals=True applies to process workers"),
         ({"shard": (2, 2)}, r"shard=\(2, 2\)"),
         ({"shard": (0,)}, "index, count"),
     ],
@@ -63,3 +71,19 @@ def test_keras_pydataset_without_len_uses_num_batches():
 
     with stoker.Loader(PyDatasetLike(), workers=2) as loader:
         assert list(loader) == [0, 1, 2]
+
+
+def test_options_are_keyword_only():
+    with pytest.raises(TypeError, match="positional"):
+        stoker.Loader(sources.Indexed(n=4), 8)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="positional"):
+        stoker.Loader.from_generator(lambda w, n: iter(()), 4)  # type: ignore[misc]
+
+
+def test_fork_is_the_default_start_method_on_linux(monkeypatch):
+    from stoker._options import default_start_method
+
+    monkeypatch.delenv("STOKER_START_METHOD", raising=False)
+    assert default_start_method() == "fork"
+    monkeypatch.setenv("STOKER_START_METHOD", "spawn")
+    assert default_start_method() == "spawn"

@@ -106,3 +106,31 @@ def test_never_more_than_queue_plus_workers_batches_exist(workers, queue):
             assert src.started - delivered <= queue + workers
         assert src.started == 60
     assert most == queue + workers  # and prefetch does fill the budget
+
+
+def test_stats_give_the_last_epoch_beside_the_totals():
+    with stoker.Loader(sources.Indexed(n=25), workers=2) as loader:
+        list(loader)
+        list(loader)
+        s = loader.stats.summary()
+    assert s["batches"] == 50 and s["epochs"] == 2
+    assert s["epoch"]["batches"] == 25 and s["epoch"]["index"] == 1
+    text = repr(loader.stats)
+    assert "epoch 1: 25 batches" in text and "total: 50 batches in 2 epochs" in text
+
+
+def test_stats_memory_does_not_grow_with_batches():
+    from stoker._engine.stats import _RESERVOIR, LoaderStats
+
+    stats = LoaderStats(2, "thread")
+    stats.epoch_started()
+    for i in range(3 * _RESERVOIR):
+        stats.record(0.001 * (i % 7), 0.002, 0.001, 1, 8)
+    stats.epoch_ended()
+    assert len(stats._wait.values) == _RESERVOIR
+    assert len(stats._produce.values) == _RESERVOIR
+    s = stats.summary()
+    assert s["batches"] == 3 * _RESERVOIR and s["bytes"] == 24 * _RESERVOIR
+    # Sums stay exact; the reservoir's p95 stays a p95 of the series.
+    assert s["mean_wait_s"] == pytest.approx(0.003, rel=0.01)
+    assert s["p95_wait_s"] == pytest.approx(0.006)

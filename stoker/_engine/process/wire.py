@@ -8,11 +8,11 @@ a value too big for one message travels in a memfd whose fd rides along instead.
 
 The channels of one pool:
 
-* tasks: consumer -> any worker (shared); a list of
-  ``(run, epoch, pos, key, slot offset, slot size, sync)``: one task, or a few
+* tasks: consumer -> any worker (shared); a list of ``Task``: one task, or a few
   cheap ones.
-* results: any worker -> consumer (shared); see ``worker.py`` for the kinds.
-* control: consumer -> one worker; source updates between epochs.
+* results: any worker -> consumer (shared): ``Done``, ``Failed``, ``Skipped``,
+  ``Fatal``.
+* control: consumer -> one worker: ``SourceUpdate`` between epochs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pickle
 import socket
 from typing import Any
 
+from stoker._engine.process.messages import flatten, rebuild
 from stoker._engine.process.shm import Segment
 
 # Largest pickle sent inline; a kernel socket buffer must hold a few of them.
@@ -48,7 +49,7 @@ class Packed:
     """A value pickled once, ready to be sent to any number of sockets."""
 
     def __init__(self, value: Any) -> None:
-        self._set(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        self._set(pickle.dumps(_flat(value), protocol=pickle.HIGHEST_PROTOCOL))
 
     def _set(self, data: bytes) -> None:
         self.segment: Segment | None = None
@@ -75,13 +76,25 @@ class Packed:
             self.segment = None
 
 
+def _flat(value: Any) -> Any:
+    if isinstance(value, list):
+        return [flatten(v) for v in value]
+    return flatten(value)
+
+
+def _rebuilt(value: Any) -> Any:
+    if isinstance(value, list):
+        return [rebuild(v) for v in value]
+    return rebuild(value)
+
+
 def send(sock: socket.socket, value: Any, fds: tuple[int, ...] = ()) -> None:
     """Send ``value`` (and ``fds``) as one message; big values go through a memfd.
 
     Raises whatever the socket raises (``BlockingIOError`` on a full non-blocking
     socket, ``BrokenPipeError`` when the peer is gone, ``TimeoutError``).
     """
-    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    data = pickle.dumps(_flat(value), protocol=pickle.HIGHEST_PROTOCOL)
     if not fds and len(data) <= MAX_INLINE_BYTES:
         sock.send(data)  # the common case, kept short: it runs once per batch
         return
@@ -125,4 +138,4 @@ class Receiver:
             big = Segment(fds[0], value[1], own_fd=False)
             value = pickle.loads(big.u8[: value[1]].data)
             fds = fds[1:]
-        return value, fds
+        return _rebuilt(value), fds
