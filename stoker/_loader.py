@@ -12,7 +12,6 @@ Lifecycle: ``close()`` is idempotent; later use raises ``LoaderClosed``; a
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import weakref
 from collections.abc import Callable, Generator, Iterator
@@ -21,7 +20,7 @@ from typing import Any
 from stoker import _state
 from stoker._engine import seeding
 from stoker._engine.feeds import Feed, IndexedFeed
-from stoker._engine.generators import StreamFeed
+from stoker._engine.generators import StreamFeed, streams_of
 from stoker._engine.ordered import deliver
 from stoker._engine.run import EpochRun, Result
 from stoker._engine.stats import LoaderStats
@@ -170,19 +169,7 @@ class Loader:
         Raises:
             ConfigError: bad arguments.
         """
-        if steps_per_epoch is None:
-            raise ConfigError(
-                "from_generator needs steps_per_epoch: a generator has no length, so "
-                "stoker must be told how many items make an epoch"
-            )
-        single = factory if _is_iterator(factory) else None
-        if single is None and not callable(factory):
-            raise ConfigError(
-                f"from_generator got {type(factory).__name__}: pass a generator, or a "
-                "function called as factory(worker_index, num_workers) that returns one"
-            )
-        if single is not None:
-            workers = 1  # one generator runs on one thread (see the docstring)
+        fn, single, workers = streams_of(factory, steps_per_epoch, workers)
         options = LoaderOptions(
             workers=workers,
             max_queue_size=max_queue_size,
@@ -194,7 +181,7 @@ class Loader:
             options,
             observers,
             lambda name, root: StreamFeed(
-                None if single is not None else factory,
+                fn,
                 single,
                 options.workers,
                 steps_per_epoch,
@@ -228,21 +215,8 @@ class Loader:
         self._finalizer = weakref.finalize(self, self._resources.release)
         self.stats = LoaderStats(options.workers, options.mode)
         self._observers = scoped_observers() + list(observers or [])
-        notify(self._observers, "on_start", self.id, self._settings())
-
-    def _settings(self) -> dict[str, Any]:
-        s = self.options.to_dict()
-        s.update(
-            seed=self.seed,
-            seed_given=self.options.seed is not None,
-            length=self._epoch_len,
-            source_type=type(self.source).__name__,
-        )
-        if self.options.use_multiprocessing:
-            from stoker._options import default_start_method
-
-            s["start_method"] = self.options.start_method or default_start_method()
-        return s
+        settings = options.describe(self.seed, self._epoch_len, self.source)
+        notify(self._observers, "on_start", self.id, settings)
 
     # -- public -----------------------------------------------------------------
     def __len__(self) -> int:
@@ -385,20 +359,12 @@ class Loader:
                 done_add(pos)
                 stats.record(wait, result.produce_s, result.cpu_s, depth, result.nbytes)
                 if observers:
-                    notify(
-                        observers,
-                        "on_batch",
-                        BatchEvent(
-                            loader_id,
-                            epoch,
-                            pos,
-                            result.source_index,
-                            wait,
-                            result.produce_s,
-                            depth,
-                            result.nbytes,
-                        ),
-                    )
+                    r = result
+                    event = BatchEvent(
+                        loader_id, epoch, pos, r.source_index, wait, r.produce_s,
+                        depth, r.nbytes,
+                    )  # fmt: skip
+                    notify(observers, "on_batch", event)
                 yield result.batch
             completed = True
         finally:
@@ -431,7 +397,3 @@ class Loader:
     def _end_epoch(self, epoch: int) -> None:
         self._hook("on_epoch_end")
         notify(self._observers, "on_epoch_end", self.id, epoch, self.stats.summary())
-
-
-def _is_iterator(obj: Any) -> bool:
-    return inspect.isgenerator(obj) or hasattr(obj, "__next__")

@@ -162,6 +162,20 @@ class LoaderOptions:
         out["shard"] = list(self.shard) if self.shard else None
         return out
 
+    def describe(self, seed: int, length: int, source: Any) -> dict[str, Any]:
+        """What observers are told when a loader starts: the options in force (the
+        start method resolved), the seed, the epoch length and the source's type."""
+        out = self.to_dict()
+        out.update(
+            seed=seed,
+            seed_given=self.seed is not None,
+            length=length,
+            source_type=type(source).__name__,
+        )
+        if self.use_multiprocessing:
+            out["start_method"] = self.start_method or default_start_method()
+        return out
+
 
 def default_start_method() -> str:
     """The process start method stoker uses when none is given.

@@ -80,19 +80,27 @@ class Structured:
 
 
 class FailsAt:
-    """Raises KeyError at the given indices, works elsewhere."""
+    """Raises KeyError at the given indices, works elsewhere; ``delay`` makes some
+    indices take that long first."""
 
-    def __init__(self, bad: tuple[int, ...] = (5,), n: int = 12, sleep: float = 0.0):
+    def __init__(
+        self,
+        bad: tuple[int, ...] = (5,),
+        n: int = 12,
+        sleep: float = 0.0,
+        delay: dict[int, float] | None = None,
+    ):
         self.bad = bad
         self.n = n
         self.sleep = sleep
+        self.delay = delay or {}
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int):
-        if self.sleep:
-            time.sleep(self.sleep)
+        if self.sleep or i in self.delay:
+            time.sleep(self.delay.get(i, self.sleep))
         if i in self.bad:
             raise KeyError(f"missing record {i}")
         return np.array([i])

@@ -31,6 +31,7 @@ start a second pass (``GeneratorExhausted``) and cannot resume.
 
 from __future__ import annotations
 
+import inspect
 import math
 import queue
 import threading
@@ -50,6 +51,26 @@ _EXHAUSTED = (
     "steps_per_epoch or the number of epochs"
 )
 _ITEM, _END, _GONE = 0, 1, 2  # an item; this stream's pass ended; no more passes
+
+
+def streams_of(
+    factory: Any, steps_per_epoch: int | None, workers: int
+) -> tuple[Callable[[int, int], Any] | None, Any, int]:
+    """``(factory or None, single generator or None, workers)`` for
+    ``Loader.from_generator``'s arguments, or ``ConfigError`` saying the fix."""
+    if steps_per_epoch is None:
+        raise ConfigError(
+            "from_generator needs steps_per_epoch: a generator has no length, so "
+            "stoker must be told how many items make an epoch"
+        )
+    if inspect.isgenerator(factory) or hasattr(factory, "__next__"):
+        return None, factory, 1  # one generator runs on one thread (module docstring)
+    if not callable(factory):
+        raise ConfigError(
+            f"from_generator got {type(factory).__name__}: pass a generator, or a "
+            "function called as factory(worker_index, num_workers) that returns one"
+        )
+    return factory, None, workers
 
 
 class _Out(NamedTuple):

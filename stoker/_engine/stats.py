@@ -22,6 +22,7 @@ import collections
 import math
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -92,7 +93,10 @@ class LoaderStats:
         length_changes: how many times the source's length changed between epochs.
     """
 
-    def __init__(self, workers: int, mode: str) -> None:
+    def __init__(
+        self, workers: int, mode: str, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self._clock = clock  # a test (or a simulation) may drive time itself
         self.workers = workers
         self.mode = mode
         self.epochs = 0
@@ -111,13 +115,13 @@ class LoaderStats:
 
     # -- recording (the consumer's thread) ------------------------------------------
     def epoch_started(self) -> None:
-        self._epoch_start = time.perf_counter()
+        self._epoch_start = self._clock()
         self._epoch = _Totals()
 
     def epoch_ended(self) -> None:
         if self._epoch_start is None:
             return
-        spent = time.perf_counter() - self._epoch_start
+        spent = self._clock() - self._epoch_start
         self._epoch_start = None
         self._epoch.elapsed_s = spent
         self._total.elapsed_s += spent
@@ -129,7 +133,7 @@ class LoaderStats:
     ) -> None:
         """One delivered batch."""
         if self.time_to_first_batch_s is None and self._epoch_start is not None:
-            self.time_to_first_batch_s = time.perf_counter() - self._epoch_start
+            self.time_to_first_batch_s = self._clock() - self._epoch_start
         self._total.add(wait, produce, cpu, depth, size)
         self._epoch.add(wait, produce, cpu, depth, size)
         self._wait.add(wait)
@@ -149,7 +153,7 @@ class LoaderStats:
     def _running_s(self) -> float:
         if self._epoch_start is None:
             return 0.0
-        return time.perf_counter() - self._epoch_start
+        return self._clock() - self._epoch_start
 
     def summary(self) -> dict[str, Any]:
         """Plain JSON-able numbers: totals, the last epoch, the verdict and advice.

@@ -235,7 +235,9 @@ def test_closing_one_fork_loader_is_immediate_while_another_runs():
         t0 = time.monotonic()
         ld.close()
         assert wait_gone(pids, STOP_S) == []
-        assert time.monotonic() - t0 < 0.3  # hung up at once, no SIGTERM needed
+        # Hung up at once: well under the grace period plus SIGTERM (a generous
+        # bound on a shared machine; the benchmarks time it).
+        assert time.monotonic() - t0 < 2.0
 
 
 def test_break_cancels_the_queued_batches_at_once():

@@ -131,15 +131,24 @@ def test_worker_exception_keeps_type_and_names_the_batch(backend):
 
 
 def test_first_failure_in_order_wins(backend):
-    # Index 6 fails first in time (index 2 is slow to fail), but 2 comes first.
-    with make(sources.FailsAt(bad=(2, 6), n=10), backend, workers=4) as loader:
+    # Index 2 takes 0.3 s to fail; index 6 fails at once (a free worker takes it
+    # while 2 sleeps), so 6 fails first in time, but 2 comes first in order.
+    src = sources.FailsAt(bad=(2, 6), n=10, delay={2: 0.3})
+    with make(src, backend, workers=4) as loader:
+        got = []
         with pytest.raises(KeyError, match="missing record 2"):
-            list(loader)
+            for b in loader:
+                got.append(int(b[0]))
+        assert got == [0, 1]
 
 
 def test_loader_still_usable_after_a_failed_epoch(backend):
-    src = sources.FailsAt(bad=(), n=6)
+    src = sources.FailsAt(bad=(3,), n=6)
     with make(src, backend, workers=2) as loader:
+        with pytest.raises(KeyError, match="missing record 3"):
+            list(loader)
+        src.bad = ()  # fixed between epochs (process workers get the change too)
+        assert [int(b[0]) for b in loader] == list(range(6))
         assert [int(b[0]) for b in loader] == list(range(6))
 
 

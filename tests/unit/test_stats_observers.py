@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
 import stoker
@@ -77,20 +76,27 @@ def test_compute_bound_verdict():
     assert s["verdict"] == "compute-bound", s
 
 
+def _scripted(cpu_per_batch: float) -> dict:
+    """Stats of 8 batches that each kept the loop waiting 20 ms, on a fake clock."""
+    from stoker._engine.stats import LoaderStats
+
+    now = [0.0]
+    stats = LoaderStats(2, "thread", clock=lambda: now[0])
+    stats.epoch_started()
+    for _ in range(8):
+        now[0] += 0.02
+        stats.record(0.02, 0.02, cpu_per_batch, 1, 8)
+    stats.epoch_ended()
+    return stats.summary()
+
+
 def test_cpu_bound_threads_suggest_processes():
-    class Spin:
-        def __len__(self):
-            return 8
-
-        def __getitem__(self, i):
-            t = time.thread_time()
-            while time.thread_time() - t < 0.01:
-                pass
-            return np.zeros(1)
-
-    with stoker.Loader(Spin(), workers=2) as loader:
-        list(loader)
-        assert "use_multiprocessing=True" in loader.stats.summary()["advice"]
+    # Workers that burned CPU for the whole produce time: the GIL is the limit.
+    advice = _scripted(cpu_per_batch=0.019)["advice"]
+    assert "threads share one GIL, so use use_multiprocessing=True" in advice
+    # The same timings spent sleeping (I/O): more workers, not processes.
+    advice = _scripted(cpu_per_batch=0.0001)["advice"]
+    assert "workers would keep up" in advice and "GIL" not in advice
 
 
 @pytest.mark.parametrize(("workers", "queue"), [(1, 1), (3, 2), (4, 10)])

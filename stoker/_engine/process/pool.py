@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
 import select
-import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -42,7 +39,7 @@ from stoker._engine import pickling, tracebacks
 from stoker._engine.crash import worker_crashed
 from stoker._engine.fetch import Fetcher
 from stoker._engine.plan import Key
-from stoker._engine.process import codec, wire, worker
+from stoker._engine.process import codec, start, wire, worker
 from stoker._engine.process.messages import (
     Done,
     Failed,
@@ -75,26 +72,6 @@ class _InFlight(NamedTuple):
 # The consumer-side fds of every live pool in this process. A forked worker closes
 # them all, so that only the consumer holds them (module docstring).
 _consumer_fds: set[int] = set()
-
-
-def _running(pid: int | None) -> bool:
-    """Whether ``pid`` is a live process (not gone, not a zombie), per /proc."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
-
-
-def _preload_forkserver() -> None:
-    """Have the forkserver import the worker code once, not every child again."""
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    modules = list(getattr(server, "_preload_modules", None) or ["__main__"])
-    if "stoker._engine.process.worker" not in modules:
-        forkserver.set_forkserver_preload([*modules, "stoker._engine.process.worker"])
 
 
 class WorkerPool:
@@ -190,11 +167,6 @@ class WorkerPool:
             raise
 
     # -- starting ------------------------------------------------------------------
-    @property
-    def pending(self) -> int:
-        """Workers not started yet."""
-        return len(self._boots) - len(self.procs)
-
     def start_pending(self) -> bool:
         """Start the next worker, if any is left; True if one was started."""
         w = len(self.procs)
@@ -203,17 +175,11 @@ class WorkerPool:
         boot = self._boots[w]
         if self.method == "fork":
             boot.close_fds = sorted(_consumer_fds - {boot.arena.fd})
-        elif self.method == "forkserver":
-            _preload_forkserver()
-        ctx = multiprocessing.get_context(self.method)
-        proc = ctx.Process(  # type: ignore[attr-defined]
-            target=worker.main, args=(boot,), name=self._names[w], daemon=True
-        )
-        proc.start()
+        proc = start.start_process(self.method, worker.main, boot, self._names[w])
         self.procs.append(proc)
         self._owner[proc.sentinel] = w
         self._epoll.register(proc.sentinel, select.EPOLLIN)
-        if not self.pending:
+        if len(self.procs) == len(self._boots):
             for sock in self._their_ends:  # every child has its copy now
                 sock.close()
         return True
@@ -384,7 +350,7 @@ class WorkerPool:
             # write end; and waitpid cannot see a child that something else in the
             # program reaped. So ask /proc as well.
             for fd, w in list(self._owner.items()):
-                if not _running(self.procs[w].pid):
+                if not start.is_running(self.procs[w].pid):
                     self._read_ready()
                     self._died(self._owner.pop(fd), fd)
                     break
@@ -424,25 +390,7 @@ class WorkerPool:
         self.closed = True
         for sock in (self._tasks, *self._controls, *self._their_ends):
             sock.close()
-        procs = [p for p in self.procs if p.exitcode is None]
-        deadline = time.monotonic() + min(_GRACE_S, timeout_s)
-        for action in ("terminate", "kill"):
-            while procs and time.monotonic() < deadline:
-                multiprocessing.connection.wait(
-                    [p.sentinel for p in procs], deadline - time.monotonic()
-                )
-                procs = [p for p in procs if p.exitcode is None]
-            for p in procs:
-                getattr(p, action)()
-            deadline = time.monotonic() + min(_GRACE_S, timeout_s)
-        for p in self.procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.exitcode is None:
-                _log.warning(
-                    "stoker: worker process %s (pid %s) did not exit", p.name, p.pid
-                )
-            else:
-                p.close()
+        start.stop_processes(self.procs, min(_GRACE_S, timeout_s))
         _consumer_fds.difference_update(self._mine)
         self._epoll.close()
         self._results.close()

@@ -1,4 +1,12 @@
-"""Whether process workers can start from this program, decided before any starts.
+"""Starting and stopping worker processes, and whether they can start at all.
+
+Stopping (:func:`stop_processes`): the pool has already closed its sockets, which
+makes each worker exit on its own; those still alive after the grace period get
+SIGTERM, then SIGKILL, and a worker that outlives even that is logged, never waited
+for forever. Liveness (:func:`is_running`) asks ``/proc``, because a sentinel pipe
+can be held open by a later fork and ``waitpid`` misses a child reaped elsewhere.
+
+The main guard, decided before any worker starts:
 
 ``spawn`` and ``forkserver`` children import the main script again (as
 ``__mp_main__``) to find the source's class. A script that creates its loader at
@@ -17,10 +25,72 @@ from __future__ import annotations
 
 import ast
 import functools
+import logging
+import multiprocessing
+import multiprocessing.connection
 import sys
+import time
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from stoker._errors import ConfigError
+
+_log = logging.getLogger("stoker")
+_WORKER_MODULE = "stoker._engine.process.worker"
+
+
+def start_process(method: str, target: Callable[..., None], arg: Any, name: str) -> Any:
+    """Start ``target(arg)`` in a new daemon process with start method ``method``."""
+    if method == "forkserver":
+        _preload_forkserver()
+    ctx = multiprocessing.get_context(method)
+    proc = ctx.Process(target=target, args=(arg,), name=name, daemon=True)  # type: ignore[attr-defined]
+    proc.start()
+    return proc
+
+
+def _preload_forkserver() -> None:
+    """Have the forkserver import the worker code once, not every child again."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    modules = list(getattr(server, "_preload_modules", None) or ["__main__"])
+    if _WORKER_MODULE not in modules:
+        forkserver.set_forkserver_preload([*modules, _WORKER_MODULE])
+
+
+def stop_processes(procs: list[Any], grace_s: float) -> None:
+    """Wait ``grace_s`` for ``procs`` to exit, then SIGTERM, then SIGKILL (above)."""
+    alive = [p for p in procs if p.exitcode is None]
+    deadline = time.monotonic() + grace_s
+    for action in ("terminate", "kill"):
+        while alive and time.monotonic() < deadline:
+            multiprocessing.connection.wait(
+                [p.sentinel for p in alive], deadline - time.monotonic()
+            )
+            alive = [p for p in alive if p.exitcode is None]
+        for p in alive:
+            getattr(p, action)()
+        deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.exitcode is None:
+            _log.warning(
+                "stoker: worker process %s (pid %s) did not exit", p.name, p.pid
+            )
+        else:
+            p.close()
+
+
+def is_running(pid: int | None) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie), per /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] not in (b"Z", b"X")
 
 
 @functools.lru_cache(maxsize=8)
