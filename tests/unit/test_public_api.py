@@ -51,3 +51,12 @@ def test_errors_hierarchy():
         stoker.StoreError,
     ):
         assert issubclass(cls, stoker.StokerError)
+
+
+def test_one_version_and_a_licence():
+    import importlib.metadata
+    from pathlib import Path
+
+    assert importlib.metadata.version("stoker") == stoker.__version__
+    licence = Path(__file__).resolve().parents[2] / "LICENSE"
+    assert "Apache License" in licence.read_text()[:200]

@@ -1,0 +1,49 @@
+"""The README's example runs as written: threads, and processes in a script with no
+main guard (a fresh interpreter, the example as its main module)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STATS_LINE = re.compile(
+    r"<LoaderStats epoch (\d): 100 batches, [\d.]+ batches/s, waited \d+%; total: "
+    r"(\d+) batches in (\d) epochs, waited \d+%: (compute|input)-bound>"
+)
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.S)[0]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("processes", [False, True])
+def test_the_readme_example_runs_as_written(tmp_path, processes):
+    code = readme_example()
+    if processes:
+        code = code.replace("seed=0)", "seed=0, use_multiprocessing=True)")
+        assert "use_multiprocessing=True" in code
+    script = tmp_path / "example.py"
+    script.write_text(code)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.splitlines()
+    found = [STATS_LINE.fullmatch(line) for line in lines]
+    assert all(found), lines
+    assert [(m[1], m[2], m[3]) for m in found if m] == [
+        ("0", "100", "1"),
+        ("1", "200", "2"),
+    ]
