@@ -32,6 +32,7 @@ from stoker.track._query import (
 )
 from stoker.track._read import (
     MAX_POINTS,
+    NOTE_TAG,
     RunQuery,
     open_readonly,
     run_detail,
@@ -46,6 +47,7 @@ from stoker.track._store import Store
 __all__ = [
     "DEFAULT_STORE",
     "MAX_POINTS",
+    "NOTE_TAG",
     "SCHEMA_VERSION",
     "STORE_ENV",
     "RerunResult",

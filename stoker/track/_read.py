@@ -97,6 +97,7 @@ class RunQuery:
         search: case-insensitive text in the name or commit.
         tag: ``(key, value)`` the run must have.
         param: ``(key, value)``; the value matches the JSON text or the plain string.
+        ids: keep only these runs (an export's selection).
     """
 
     page: int = 1
@@ -107,6 +108,7 @@ class RunQuery:
     search: str = ""
     tag: tuple[str, str] | None = None
     param: tuple[str, str] | None = None
+    ids: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.page < 1:
@@ -121,7 +123,11 @@ class RunQuery:
 
 
 def _where(q: RunQuery) -> tuple[str, list[Any]]:
-    where, args = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    args: list[Any] = []
+    if q.ids:
+        where.append(f"id IN ({', '.join('?' * len(q.ids))})")
+        args.extend(q.ids)
     if q.status:
         # A 'running' run may be dead: read running ones too, filter after reaping.
         wanted = set(q.status) | {"running"} if "killed" in q.status else q.status

@@ -1,0 +1,111 @@
+"""Browser fixtures: a dashboard on 127.0.0.1 at a free port, and headless Chromium.
+
+Chromium is Debian's (``/usr/bin/chromium``, installed by ``.ci/sysdeps``) driven by
+pip's Playwright through ``executable_path``: Playwright's own browser download is
+not reachable here. Each page the tests visit is screenshotted into
+``tests/browser/artifacts/`` (git-ignored) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("playwright.sync_api")
+pytest.importorskip("starlette")
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+from stoker.ui import Server, UIOptions  # noqa: E402
+from tests.ui_stores import demo_store  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        "no chromium: run `bash .ci/sysdeps` (apt-get install chromium)",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    # bypass_csp: the XSS tests must prove the escaping, not lean on the CSP header
+    # (a unit test checks that header), and wait_for_function needs eval.
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, bypass_csp=True
+    )
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("dialog", lambda d: errors.append(f"dialog: {d.message}"))
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not errors, f"the page raised or opened a dialog: {errors}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> tuple[Path, dict[str, int]]:
+    path = tmp_path / "store.db"
+    return path, demo_store(path)
+
+
+@pytest.fixture
+def serve():
+    """serve(options) -> base URL; every server started is stopped afterwards."""
+    servers: list[Server] = []
+
+    def start(options: UIOptions) -> str:
+        server = Server(options)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def shot(page: Page, name: str) -> Path:
+    """Screenshot the whole page into the artefacts folder."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def drawn(page: Page, selector: str) -> int:
+    """How many canvases under ``selector`` have non-blank pixels."""
+    return page.evaluate(
+        """(sel) => Array.from(document.querySelectorAll(sel + ' canvas'))
+          .filter(c => { const d = c.getContext('2d').getImageData(0, 0, c.width,
+            c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true;
+            return false; }).length""",
+        selector,
+    )
