@@ -61,7 +61,7 @@ def loader_timeline(
         }
         if span["n"]:
             lo = min(span["lo"], ld["started_at"])
-            # At least ~10 batches per bucket, or rates would jump between 0 and 1/width.
+            # About 10 batches per bucket at least, or rates jump between 0 and 1/width.
             count = max(1, min(buckets, span["n"] // 10))
             width = max((span["hi"] - lo) / count, 1e-3)
             # CAST truncates in SQLite and rounds in PostgreSQL: either way each

@@ -108,6 +108,8 @@ def create_app(options: UIOptions | None = None) -> Starlette:
         title = "The store cannot be read" if code == 503 else "Bad request"
         if isinstance(exc, StoreError) and "no run" in str(exc):
             code, title = 404, "No such run"
+        elif isinstance(exc, StoreError) and request.method == "POST":
+            code, title = 409, "The run was not changed"
         if request.url.path.startswith("/api/"):
             return JSONResponse({"error": str(exc)}, status_code=code)
         html = render(env, "error.html", _LINKS, title=title, message=str(exc))

@@ -18,10 +18,10 @@ import pytest
 pytest.importorskip("playwright.sync_api")
 pytest.importorskip("starlette")
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, sync_playwright
 
-from stoker.ui import Server, UIOptions  # noqa: E402
-from tests.ui_stores import demo_store  # noqa: E402
+from stoker.ui import Server, UIOptions
+from tests.ui_stores import demo_store
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [

@@ -65,3 +65,18 @@ def test_xss_payloads_stay_text_everywhere(page, store, serve):
     assert XSS in page.inner_text("#metric-charts")  # chart title and legend
     assert page.inner_text("#note") == XSS
     shot(page, "xss")
+
+
+def test_exported_site_draws_without_a_server(page, store, tmp_path):
+    from stoker.ui import export_site
+
+    path, ids = store
+    index = export_site(tmp_path / "site", [ids["threads-1"], ids["threads-4"]], path)
+    page.goto(index.as_uri())
+    page.click(f"tr[data-run='{ids['threads-4']}'] td.name a")
+    page.wait_for_selector("#metric-charts canvas")
+    assert drawn(page, "#metric-charts") == 2 and drawn(page, "#loader-panels") == 3
+    page.goto((tmp_path / "site" / "compare.html").as_uri())
+    page.wait_for_selector("#scaling-chart canvas")
+    assert drawn(page, "#scaling-chart") == 1
+    shot(page, "export-compare")

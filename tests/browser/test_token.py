@@ -44,8 +44,10 @@ def test_a_post_without_the_token_changes_nothing(page, store, serve):
     url = serve(UIOptions(store=path, port=0))
     page.goto(f"{url}runs/{ids['threads-1']}")
     page.evaluate("document.querySelector('form input[name=token]').value = 'forged'")
-    page.evaluate("document.querySelectorAll('form input[name=token]')"
-                  ".forEach(i => i.value = 'forged')")
+    page.evaluate(
+        "document.querySelectorAll('form input[name=token]')"
+        ".forEach(i => i.value = 'forged')"
+    )
     page.fill("textarea[name=note]", "forged note")
     page.click("#save-note")
     assert "wrong token" in page.inner_text("body")

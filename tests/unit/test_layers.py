@@ -22,6 +22,8 @@ ALLOWED = {
         "stoker._options",
     },
     "stoker.track": {"stoker.track", "stoker._errors", "stoker._types"},
+    # Layer 4: the dashboard reads through stoker.track's public names only.
+    "stoker.ui": {"stoker.ui", "stoker.track", "stoker._errors"},
 }
 FRAMEWORKS = {"keras", "torch", "jax", "tensorflow", "click", "rich", "sqlalchemy"}
 NUMPY_ONLY = ("stoker._errors", "stoker._types", "stoker._options", "stoker._engine")
@@ -68,6 +70,9 @@ def test_imports_point_down(path):
     if name.startswith(NUMPY_ONLY):
         heavy = {m.split(".")[0] for m in mods} & FRAMEWORKS
         assert not heavy, f"{name} imports {sorted(heavy)}"
+    if name.startswith("stoker.ui"):
+        private = {m for m in mods if m.startswith("stoker.track._")}
+        assert not private, f"{name} reaches into the tracker: {sorted(private)}"
     if name.startswith(("stoker.bench", "stoker.adapters", "stoker.testing")):
         private = {m for m in mods if m.startswith("stoker._engine")}
         assert not private, f"{name} reaches into the engine: {sorted(private)}"
