@@ -74,7 +74,9 @@ def ui(
         options = dashboard.UIOptions(
             store=store, host=host, port=port, allow_rerun=allow_rerun
         )
-        click.echo(f"stoker ui: serving {options.store or 'the default store'}")
+        from stoker.track import resolve_path
+
+        click.echo(f"stoker ui: serving {resolve_path(options.store)}")
         if not options.local:
             click.echo("Anyone who can reach this host needs the token in this URL:")
         dashboard.serve(
