@@ -26,6 +26,7 @@ compare within one run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import sys
@@ -37,9 +38,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import stoker.track as T  # noqa: E402
-from stoker.ui import Server, UIOptions  # noqa: E402
-from tests.ui_stores import big_series, many_runs  # noqa: E402
+import stoker.track as T
+from stoker.ui import Server, UIOptions
+from tests.ui_stores import big_series, many_runs
 
 _CHILD = """
 import sys, time
@@ -97,10 +98,8 @@ def browser(base: str, repeat: int) -> None:
         sizes: dict[str, int] = {}
 
         def seen(response) -> None:
-            try:
+            with contextlib.suppress(Exception):  # redirects have no body
                 sizes[response.url] = len(response.body())
-            except Exception:  # redirects have no body
-                pass
 
         page.on("response", seen)
         for _ in range(repeat):

@@ -14,10 +14,10 @@ import time
 import pytest
 
 pytest.importorskip("starlette")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-import stoker.track as T  # noqa: E402
-from stoker.ui import UIOptions, create_app  # noqa: E402
+import stoker.track as T
+from stoker.ui import UIOptions, create_app
 
 PROCESSES = 8
 POINTS = 3_000
