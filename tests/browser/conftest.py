@@ -8,11 +8,14 @@ not reachable here. Each page the tests visit is screenshotted into
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 pytest.importorskip("playwright.sync_api")
@@ -43,7 +46,9 @@ if not os.path.exists(CHROMIUM):
     )
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Chromium and Playwright's driver are child processes,
+# and later tests check that no child process outlives them.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -51,6 +56,21 @@ def browser() -> Iterator[Browser]:
             yield b
         finally:
             b.close()
+    deadline = time.monotonic() + 10
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _children(), f"browser processes left: {_children()}"
+
+
+def _children() -> list[str]:
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE and (
+                "chrom" in proc.name() or "node" in proc.name()
+            ):
+                out.append(proc.name())
+    return out
 
 
 @pytest.fixture
