@@ -122,17 +122,26 @@ class RunQuery:
             raise ValueError(f"status {bad}: use some of {list(STATUSES)}")
 
 
-def _where(q: RunQuery) -> tuple[str, list[Any]]:
+def _where(q: RunQuery, dead: Sequence[int] = ()) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``q``; ``dead``: 'running' runs whose process is gone."""
     where: list[str] = ["1 = 1"]
     args: list[Any] = []
     if q.ids:
         where.append(f"id IN ({', '.join('?' * len(q.ids))})")
         args.extend(q.ids)
     if q.status:
-        # A 'running' run may be dead: read running ones too, filter after reaping.
-        wanted = set(q.status) | {"running"} if "killed" in q.status else q.status
-        where.append(f"status IN ({', '.join('?' * len(wanted))})")
-        args.extend(sorted(wanted))
+        # A dead 'running' run is shown killed: it counts as killed, not running.
+        marks = ", ".join("?" * len(q.status))
+        dead_marks = ", ".join("?" * len(dead))
+        clause = f"status IN ({marks})"
+        args.extend(q.status)
+        if dead and "running" in q.status:
+            clause = f"({clause} AND id NOT IN ({dead_marks}))"
+            args.extend(dead)
+        if dead and "killed" in q.status:
+            clause = f"({clause} OR id IN ({dead_marks}))"
+            args.extend(dead)
+        where.append(clause)
     if q.search:
         where.append("(lower(name) LIKE ? OR lower(coalesce(git_commit, '')) LIKE ?)")
         like = "%" + q.search.lower().replace("%", "").replace("_", "") + "%"
@@ -167,9 +176,15 @@ def runs_page(query: RunQuery, store: StorePath = None) -> dict[str, Any]:
     Raises:
         StoreError: no store, or it cannot be read.
     """
-    where, args = _where(query)
     order = f"{SORTS[query.sort]} {'DESC' if query.desc else 'ASC'}, id DESC"
     with open_readonly(store) as st:
+        dead: list[int] = []
+        if query.status:
+            # Few runs are 'running' at once; which are dead decides the counts.
+            running = st.runs(statuses=["running"])
+            _reap(st, running)
+            dead = [r["id"] for r in running if r["status"] == "killed"]
+        where, args = _where(query, dead)
         total = st._rows(f"SELECT count(*) AS n FROM runs WHERE {where}", args)[0]["n"]
         rows = st._rows(
             f"SELECT id FROM runs WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
@@ -180,8 +195,6 @@ def runs_page(query: RunQuery, store: StorePath = None) -> dict[str, Any]:
         _reap(st, runs)
         by_id = {r["id"]: r for r in runs}
         runs = [by_id[i] for i in ids if i in by_id]
-        if query.status and "running" not in query.status:
-            runs = [r for r in runs if r["status"] in query.status]
         params = st.key_values("params", ids) if ids else {}
         tags = st.key_values("tags", ids) if ids else {}
         last = last_values(st, ids, "metric")

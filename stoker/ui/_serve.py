@@ -46,9 +46,14 @@ class Server:
             lifespan="on",
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, name="stoker-ui", daemon=True
-        )
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="stoker-ui", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except BaseException as e:  # uvicorn calls sys.exit(1) when it cannot bind
+            self._failure = e
 
     def start(self) -> str:
         """Start serving; returns the URL once the socket is bound."""
@@ -56,6 +61,7 @@ class Server:
         deadline = time.monotonic() + _START_TIMEOUT_S
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(
                     f"the dashboard could not listen on {self.options.host}:"
                     f"{self.options.port} (in use? try another --port)"

@@ -81,8 +81,12 @@ def test_reads_are_read_only_and_never_wait_for_a_writer(tmp_path):
     assert shown["status"] == "killed"  # shown killed...
     raw = sqlite3.connect(path).execute("SELECT status FROM runs WHERE id = ?", (dead,))
     assert raw.fetchone()[0] == "running"  # ...but the reader wrote nothing
-    killed = T.runs_page(T.RunQuery(status=("killed",)), path)["runs"]
-    assert [r["id"] for r in killed] == [dead]
+    killed = T.runs_page(T.RunQuery(status=("killed",)), path)
+    assert [r["id"] for r in killed["runs"]] == [dead] and killed["total"] == 1
+    running = T.runs_page(T.RunQuery(status=("running",)), path)
+    assert running["runs"] == [] and running["total"] == 0
+    both = T.runs_page(T.RunQuery(status=("running", "killed", "finished")), path)
+    assert both["total"] == len(ids) + 1
     with pytest.raises(StoreError, match="no stoker store"):
         T.open_readonly(tmp_path / "missing.db")
 
