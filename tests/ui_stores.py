@@ -80,7 +80,7 @@ def demo_store(path: Path) -> dict[str, int]:
                 st,
                 f"scale-{mode}-{w}",
                 params={"mode": mode, "workers": w, "lr": 0.1},
-                metrics={"loss": loss, "epoch_time_s": [40.0 / w] * 3},
+                metrics={"loss": loss, "epoch_time_s": [40.0 / w]},
                 created_at=t0 + i * 60,
                 duration_s=40.0 / w,
                 batches=300,

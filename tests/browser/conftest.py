@@ -121,11 +121,22 @@ def shot(page: Page, name: str) -> Path:
 
 
 def drawn(page: Page, selector: str) -> int:
-    """How many canvases under ``selector`` have non-blank pixels."""
+    """How many charts under ``selector`` drew data: canvases with coloured pixels.
+
+    Axes, grid and labels are grey or black; only series are drawn in colour, so an
+    empty chart (no data, or data all null) counts as not drawn.
+    """
     return page.evaluate(
         """(sel) => Array.from(document.querySelectorAll(sel + ' canvas'))
-          .filter(c => { const d = c.getContext('2d').getImageData(0, 0, c.width,
-            c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i]) return true;
-            return false; }).length""",
+          .filter(c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let coloured = 0;
+            for (let i = 0; i < d.length; i += 4) {
+              const hi = Math.max(d[i], d[i + 1], d[i + 2]);
+              const lo = Math.min(d[i], d[i + 1], d[i + 2]);
+              if (d[i + 3] > 128 && hi - lo > 60) coloured++;
+            }
+            return coloured > 20;
+          }).length""",
         selector,
     )

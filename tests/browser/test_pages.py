@@ -21,7 +21,8 @@ def test_runs_run_compare_and_scaling(page, store, serve):
 
     page.click(f"tr[data-run='{ids['threads-2']}'] td.name a")
     page.wait_for_selector("#metric-charts .chart canvas")
-    assert drawn(page, "#metric-charts") == 2  # loss and epoch_time_s
+    # loss, and epoch_time_s: one point per run, drawn as a marker
+    assert drawn(page, "#metric-charts") == 2
     assert drawn(page, "#loader-panels") == 3  # throughput, produce/wait, depth
     assert drawn(page, "#system-charts") == 1
     assert "input-bound" in page.inner_text("#loader-panels")

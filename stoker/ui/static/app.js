@@ -41,7 +41,9 @@
       opts.series.push({
         label: s.label, stroke: s.color || COLORS[i % COLORS.length],
         width: s.width || 1.5, dash: s.dash, spanGaps: true,
-        fill: s.fill, points: { show: s.points === true }, scale: s.scale || "y",
+        // Few x values (a metric logged once per run): a line alone would not show.
+        fill: s.fill, points: { show: s.points === true || x.length <= 30, size: 7 },
+        scale: s.scale || "y",
       });
       rows.push(s.values);
     });
