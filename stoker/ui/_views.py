@@ -27,15 +27,27 @@ MAX_DIFF_CHARS = 200_000
 def runs_view(query: T.RunQuery, store: Any) -> dict[str, Any]:
     """The runs table: one page, with the columns each row shows."""
     page = T.runs_page(query, store)
+    keys = _key_params(page["runs"])
     for r in page["runs"]:
         r["param_items"] = [
-            (k, _short(v)) for k, v in list(r["params"].items())[:ROW_PARAMS]
-        ]
+            (k, _short(r["params"][k])) for k in keys if k in r["params"]
+        ][:ROW_PARAMS]
         r["metric_items"] = [
             (k, _fmt(v)) for k, v in list(r["metrics"].items())[:ROW_METRICS]
         ]
         r["note"] = r["tags"].pop(T.NOTE_TAG, "")
     return page
+
+
+def _key_params(runs: list[dict[str, Any]]) -> list[str]:
+    """Param names, those whose values differ between these runs first: what sets
+    one run apart is what a reader of the table looks for."""
+    values: dict[str, set[str]] = {}
+    for r in runs:
+        for k, v in r["params"].items():
+            values.setdefault(k, set()).add(json.dumps(T.jsonable(v), sort_keys=True))
+    missing = {k for k in values if any(k not in r["params"] for r in runs)}
+    return sorted(values, key=lambda k: (len(values[k]) == 1 and k not in missing, k))
 
 
 def run_view(run_id: int, store: Any) -> dict[str, Any]:

@@ -211,3 +211,15 @@ def test_options_are_validated():
     assert UIOptions().local and not UIOptions(host="0.0.0.0").local
     assert UIOptions().token != UIOptions().token
     assert XSS  # the payload used across these tests is non-empty
+
+
+def test_the_runs_table_shows_the_params_that_differ_first(tmp_path):
+    from stoker.track._store import Store
+    from tests.ui_stores import add_run
+
+    path = tmp_path / "s.db"
+    with Store.open(path, create=True) as st:
+        for w in (1, 2):
+            add_run(st, f"w{w}", params={"a": 0, "b": 0, "c": 0, "d": 0, "z": w})
+    rows = client(path).get("/").text
+    assert "z=1" in rows and "z=2" in rows and "d=0" not in rows

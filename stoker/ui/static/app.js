@@ -289,6 +289,14 @@
     });
   }
 
+  function confirmDanger() {
+    document.querySelectorAll("button.danger").forEach(function (b) {
+      b.form.addEventListener("submit", function (e) {
+        if (!window.confirm("Delete this run and everything it recorded?")) e.preventDefault();
+      });
+    });
+  }
+
   function compareButton() {
     var form = document.getElementById("compare-form");
     if (!form) return;
@@ -304,4 +312,5 @@
   comparePage();
   benchPage();
   compareButton();
+  confirmDanger();
 })();
