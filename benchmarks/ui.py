@@ -142,6 +142,31 @@ def run_data(base: str, run_id: int, store: Path, repeat: int) -> None:
     )
 
 
+def run_page_in_browser(base: str, run_id: int, repeat: int) -> None:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--headless", "--no-sandbox", "--disable-gpu"],
+        )
+        page = b.new_page()
+        times = []
+        for _ in range(repeat):
+            page.goto("about:blank")
+            started = time.perf_counter()
+            page.goto(f"{base}runs/{run_id}")
+            page.wait_for_selector("#metric-charts canvas")
+            times.append((time.perf_counter() - started) * 1000)
+        b.close()
+    print(
+        f"   run page in Chromium, navigation to the chart drawn: median "
+        f"{statistics.median(times):.0f} ms (max {max(times):.0f} ms)"
+    )
+
+
 def _timed(fn) -> float:
     started = time.perf_counter()
     fn()
@@ -222,6 +247,7 @@ def main() -> None:
         base = server.start()
         try:
             run_data(base, run_id, big, args.repeat)
+            run_page_in_browser(base, run_id, min(args.repeat, 5))
         finally:
             server.stop()
         concurrency(tmp, args.writer_points)

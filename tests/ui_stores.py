@@ -59,6 +59,9 @@ def add_run(
             "verdict": "input-bound",
             "advice": "add workers",
             "wait_fraction": 0.2,
+            "epochs": 3,
+            "elapsed_s": 3 * duration_s / 4,
+            "throughput_bps": batches / duration_s,
         }
         ch.summaries = [("loader-0", json.dumps(summary), now + duration_s)]
     if status != "running":

@@ -98,6 +98,7 @@ def compare_view(run_ids: Sequence[int], store: Any) -> dict[str, Any]:
                 "duration_s": r["duration_s"],
                 "metrics": r["metrics"],
                 "throughput_bps": _throughput(r),
+                "epoch_time_s": _epoch_time(r),
             }
             for r in runs
         ],
@@ -153,6 +154,16 @@ def _throughput(run: dict[str, Any]) -> float | None:
         if isinstance(value, (int, float)):
             rates.append(float(value))
     return sum(rates) if rates else None
+
+
+def _epoch_time(run: dict[str, Any]) -> float | None:
+    """The first loader's mean epoch time: its elapsed time over its epochs."""
+    for ld in run["loaders"]:
+        s = ld["summary"] or {}
+        elapsed, epochs = s.get("elapsed_s"), s.get("epochs")
+        if isinstance(elapsed, (int, float)) and isinstance(epochs, int) and epochs:
+            return float(elapsed) / epochs
+    return None
 
 
 def _short(value: Any, limit: int = 60) -> str:

@@ -42,6 +42,9 @@ def test_runs_run_compare_and_scaling(page, store, serve):
     legend = page.inner_text("#scaling-chart")
     assert "threads" in legend and "processes" in legend and "ideal" in legend
     assert drawn(page, "#scaling-chart") == 1
+    page.select_option("#scale-y", "epoch_time_s")  # the write-up's chart
+    assert "loader epoch time (s) against workers" in page.inner_text("#scaling-chart")
+    assert drawn(page, "#scaling-chart") == 1
     assert drawn(page, "#compare-charts") == 2
     shot(page, "compare")
 

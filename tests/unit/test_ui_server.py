@@ -45,6 +45,9 @@ def test_every_page_and_its_json(store):
         assert charts["loaders"][0]["summary"]["verdict"] == "input-bound"
         cmp = c.get(f"/api/compare?{two}").json()
         assert cmp["differing"] == ["workers"]
+        # threads-1 ran 40 s, threads-4 10 s: 3 epochs in 3/4 of that time.
+        assert [r["epoch_time_s"] for r in cmp["runs"]] == [10.0, 2.5]
+        assert [r["throughput_bps"] for r in cmp["runs"]] == [7.5, 30.0]
 
 
 def test_bad_requests_get_a_page_that_says_what_to_do(store):

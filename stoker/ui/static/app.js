@@ -227,7 +227,8 @@
     keys.forEach(function (k) { option(gs, k); });
     var others = d.differing.filter(function (k) { return k !== preferred; });
     if (others.length) gs.value = others[0];
-    option(ys, "duration_s", "duration (s)");
+    option(ys, "duration_s", "run duration (s)");
+    option(ys, "epoch_time_s", "loader epoch time (s)");
     option(ys, "throughput_bps", "loader throughput (batches/s)");
     var metricKeys = {};
     d.runs.forEach(function (r) { Object.keys(r.metrics).forEach(function (k) { metricKeys[k] = 1; }); });
