@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,16 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> DemoResult:
     if config.chart is not None and rows:
         chart = report.chart(rows, config.chart, title)
         console.print(f"Chart: {chart}")
+    if rows and importlib.util.find_spec("starlette") is not None:
+        console.print(
+            "Every run above is in the tracking store. See them in the dashboard:\n"
+            "  stoker ui        (then open http://127.0.0.1:8765/)\n"
+            "Runs: one row per run, with its mode, workers and time. Tick the runs "
+            "and press Compare: the scaling chart puts workers on x, one line per "
+            "mode, with the ideal line. Open a run for its loader panel: throughput "
+            "and wait fraction over time, produce time against the training's wait, "
+            "queue depth, and the verdict with its advice."
+        )
     return DemoResult(config, rows, unavailable, chart)
 
 

@@ -17,7 +17,9 @@ import sys
 import types
 from typing import Any
 
+from stoker.track._edit import set_note, set_tags
 from stoker.track._migrations import LATEST as SCHEMA_VERSION
+from stoker.track._panels import loader_timeline, run_charts
 from stoker.track._query import (
     compare_runs,
     delete_run,
@@ -28,6 +30,15 @@ from stoker.track._query import (
     list_runs,
     metric_buckets,
 )
+from stoker.track._read import (
+    MAX_POINTS,
+    NOTE_TAG,
+    RunQuery,
+    open_readonly,
+    run_detail,
+    runs_page,
+    series,
+)
 from stoker.track._rerun import RerunResult, rerun
 from stoker.track._run import Run, active_run, track
 from stoker.track._sqlite import DEFAULT_STORE, STORE_ENV, resolve_path
@@ -35,10 +46,13 @@ from stoker.track._store import Store
 
 __all__ = [
     "DEFAULT_STORE",
+    "MAX_POINTS",
+    "NOTE_TAG",
     "SCHEMA_VERSION",
     "STORE_ENV",
     "RerunResult",
     "Run",
+    "RunQuery",
     "Store",
     "active_run",
     "compare_runs",
@@ -48,9 +62,17 @@ __all__ = [
     "git_diff",
     "jsonable",
     "list_runs",
+    "loader_timeline",
     "metric_buckets",
+    "open_readonly",
     "rerun",
     "resolve_path",
+    "run_charts",
+    "run_detail",
+    "runs_page",
+    "series",
+    "set_note",
+    "set_tags",
     "track",
 ]
 

@@ -265,6 +265,28 @@ class Store:
         with self._transaction() as conn:
             return conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
 
+    def set_tags(self, run_id: int, tags: dict[str, str | None]) -> bool:
+        """Set (or, for None, remove) tags of a run; False if there is no such run.
+
+        Unlike :meth:`write` it leaves the heartbeat alone: an edit on the dashboard
+        says nothing about whether the run's process lives.
+        """
+        with self._transaction() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM runs WHERE id = ?", (run_id,)
+            ).fetchall():
+                return False
+            for key, value in tags.items():
+                conn.execute(
+                    "DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, key)
+                )
+                if value is not None:
+                    conn.execute(
+                        "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)",
+                        (run_id, key, value),
+                    )
+        return True
+
     # -- reads ------------------------------------------------------------------------
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:

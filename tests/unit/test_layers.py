@@ -42,6 +42,8 @@ ALLOWED = {
         "stoker.adapters",
         "stoker.track",
     },
+    # layer 4: the dashboard reads through stoker.track's public names only
+    "stoker.ui": {"stoker.ui", "stoker.track", "stoker._errors"},
     # layer 5: the CLI may import anything, lazily inside each command
     "stoker.cli": {ANY},
 }
@@ -115,6 +117,12 @@ def test_imports_point_down(path):
     if name.startswith(NUMPY_ONLY):
         heavy = {m.split(".")[0] for m in mods} & FRAMEWORKS
         assert not heavy, f"{name} imports {sorted(heavy)}"
+    if name.startswith("stoker.ui"):
+        private = {m for m in mods if m.startswith("stoker.track._")}
+        assert not private, f"{name} reaches into the tracker: {sorted(private)}"
+    if name.startswith("stoker.ui"):
+        private = {m for m in mods if m.startswith("stoker.track._")}
+        assert not private, f"{name} reaches into the tracker: {sorted(private)}"
     if name.startswith(("stoker.bench", "stoker.adapters", "stoker.testing")):
         private = {m for m in mods if m.startswith("stoker._engine")}
         assert not private, f"{name} reaches into the engine: {sorted(private)}"
