@@ -135,6 +135,13 @@ class Prefetcher:
             name=name,
             daemon=True,  # a safety net only: close() and the finalizer join it
         )
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._unstarted: Iterator[Any] | None = batches
+
+    def _start(self) -> None:
+        # Started by the first next(), not by iter(): a caller that only asks for an
+        # iterator (Lightning does, to inspect it) must not start an epoch.
+        self._unstarted = None
         self._thread.start()
         self._finalizer = weakref.finalize(self, _stop, self._stop, self._thread)
 
@@ -144,6 +151,8 @@ class Prefetcher:
     def __next__(self) -> Any:
         if self.done:
             raise StopIteration
+        if self._finalizer is None:
+            self._start()
         item = self._get()
         if isinstance(item, _Ready):
             self._slots.release()
@@ -171,13 +180,15 @@ class Prefetcher:
                         "report it"
                     ) from None
 
-    @property
-    def alive(self) -> bool:
-        """Whether the stage thread still runs."""
-        return self._thread.is_alive()
-
     def close(self) -> None:
         """Stop the thread and wait for it (idempotent)."""
+        self.done = True
+        if self._finalizer is None:  # never started: close the epoch it was given
+            close = getattr(self._unstarted, "close", None)
+            self._unstarted = None
+            if close is not None:
+                close()
+            return
         self._finalizer()
         if self._thread.is_alive():
             raise stoker.LoaderTimeout(
