@@ -31,8 +31,13 @@ typecheck: $(STAMP)
 sysdeps:
 	bash .ci/sysdeps
 
+# Keras runs on torch (exported above) for the whole suite, then its adapter and
+# fit_generator port run again on Keras' JAX backend.
+KERAS_JAX_TESTS := tests/integration/test_keras_adapter.py tests/integration/test_keras_port.py
+
 pytest: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m "keras and not slow" $(KERAS_JAX_TESTS)
 
 test: lint typecheck pytest
 

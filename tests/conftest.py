@@ -11,6 +11,8 @@ import pytest
 from tests.harness import BACKENDS
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# Two CPU devices for the JAX sharding tests; XLA reads this when jax is first imported.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
 
 @pytest.fixture(params=BACKENDS)
