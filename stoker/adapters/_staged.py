@@ -111,3 +111,15 @@ class StagedEpochs:
         self._stage = None
         if stage is not None:
             stage.close()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """End the pass in progress, then resume the loader from ``state``."""
+        self.end()
+        self.loader.load_state_dict(state)
+
+    def close(self) -> None:
+        """End the pass in progress and close the loader; idempotent."""
+        try:
+            self.end()
+        finally:
+            self.loader.close()

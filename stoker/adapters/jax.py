@@ -140,15 +140,11 @@ class DevicePrefetch:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict()`` (see ``stoker.Loader.load_state_dict``)."""
-        self._staged.end()
-        self.loader.load_state_dict(state)
+        self._staged.load_state_dict(state)
 
     def close(self) -> None:
         """Stop the stage and close the loader; idempotent."""
-        try:
-            self._staged.end()
-        finally:
-            self.loader.close()
+        self._staged.close()
 
     def __enter__(self) -> DevicePrefetch:
         return self
