@@ -203,6 +203,22 @@ def test_state_inside_the_loop_covers_the_batches_taken_not_those_prefetched(ord
     assert sorted(taken + rest) == list(range(12))
 
 
+def counting_stream(worker: int, workers: int):
+    yield from (np.full(3, i) for i in range(1000))
+
+
+def test_a_generator_loaders_state_is_the_snapshot_at_the_batch_taken():
+    loader = stoker.Loader.from_generator(counting_stream, steps_per_epoch=8, workers=1)
+    with TorchLoader(loader, device="cpu", prefetch=4) as tl:
+        for i, _ in enumerate(tl):
+            if i == 2:
+                time.sleep(0.2)  # the stage runs ahead meanwhile
+                state = tl.state_dict()
+        assert tl.state_dict()["epoch"] == 1  # a finished pass: the loader's own
+    assert state["kind"] == "generator"
+    assert (state["epoch"], state["position"], state["cursor"]) == (0, 3, 3)
+
+
 def test_set_epoch_follows_the_distributed_sampler_habit():
     def order(tl):
         return [int(x[0]) for x, _ in tl]
