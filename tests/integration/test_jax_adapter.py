@@ -176,3 +176,16 @@ def test_missing_jax_names_the_extra():
     )
     assert result.returncode != 0
     assert "pip install 'stoker[jax]'" in result.stderr
+
+
+def test_exports_are_sorted_and_defined_here():
+    import stoker.adapters.jax as module
+
+    assert module.__all__ == sorted(module.__all__)
+    own = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", None) == module.__name__
+    }
+    assert own == set(module.__all__)

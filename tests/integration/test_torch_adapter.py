@@ -303,3 +303,19 @@ def test_missing_torch_names_the_extra():
     )
     assert result.returncode != 0
     assert "pip install 'stoker[torch]'" in result.stderr
+
+
+def test_exports_are_sorted_and_defined_here():
+    import stoker.adapters.torch as module
+
+    assert module.__all__ == sorted(module.__all__)
+    own = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and getattr(value, "__module__", None) == module.__name__
+    }
+    assert own == {"TorchLoader"} and set(module.__all__) == {
+        "TorchLoader",
+        "to_tensors",
+    }
