@@ -1,6 +1,6 @@
 """Keras ``fit`` on the JAX backend: Keras' own ``PyDataset`` workers vs stoker.
 
-Run:  .venv/bin/python benchmarks/keras_jax_fit.py           (about 3 minutes)
+Run:  .venv/bin/python benchmarks/keras_jax_fit.py           (about 8 minutes)
       .venv/bin/python benchmarks/keras_jax_fit.py --repeat 1 --only digits
 
 ``benchmarks/keras_fit.py``'s cases, sources and models, with ``KERAS_BACKEND=jax``
@@ -10,14 +10,14 @@ worker start-up and the first epoch included), the peers interleaved, median of
 Process workers fork on both sides (Keras' enqueuer uses the platform default; stoker
 is given ``start_method="fork"``); JAX warns at each fork, for both alike.
 
-Last numbers (2-core VM shared with 4 other jobs, JAX 0.10.2 CPU, Keras 3.15;
-2 epochs per fit, one run with --repeat 3; also in docs/benchmarks.md):
+Last numbers (2-core VM shared with other jobs, JAX 0.10.2 CPU, Keras 3.15; 2 epochs
+per fit, one run with --repeat 3, 2026-11-29; also in docs/benchmarks.md):
 
   | case | mode | workers | Keras PyDataset (s) | stoker (s) | ratio |
   |---|---|---:|---:|---:|---:|
-  | digits | threads | 8 | 4.92 | 3.71 | 1.33x |
-  | 4MB | processes | 2 | 4.63 | 2.71 | 1.71x |
-  | 4MB | threads | 2 | 3.42 | 2.94 | 1.16x |
+  | digits | threads | 8 | 5.36 | 4.57 | 1.17x |
+  | 4MB | processes | 2 | 2.18 | 1.46 | 1.50x |
+  | 4MB | threads | 2 | 1.76 | 1.03 | 1.70x |
 """
 
 from __future__ import annotations

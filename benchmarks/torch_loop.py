@@ -1,6 +1,6 @@
 """A torch training loop fed by DataLoader vs by stoker (TorchLoader), as users run it.
 
-Run:  .venv/bin/python benchmarks/torch_loop.py            (about 3 minutes)
+Run:  .venv/bin/python benchmarks/torch_loop.py            (about 4 minutes)
       .venv/bin/python benchmarks/torch_loop.py --repeat 1 --only ttfb
 
 Every configuration runs in a fresh Python process (imports, worker start-up and the
@@ -14,22 +14,26 @@ Cases:
   DataLoader with its defaults (8 worker processes, started again every epoch) and
   with ``persistent_workers=True``; stoker with 8 thread workers (the wait releases
   the GIL), its default for such a source.
-- ``large``: batches of 32 uint8 images 3x256x256 (6.3 MB), made per sample by numpy
-  (fills and a flip), 2 process workers on each side (one per core), a step that
-  reads the whole batch; 2 epochs, mean epoch time.
+- ``large``: batches of 32 uint8 images 3x256x256 (6.3 MB), made per sample by numpy,
+  2 process workers on each side (one per core), a step that reads a strided part of
+  the batch; 2 epochs, mean epoch time.
+- ``large-batched``: the same 6.3 MB batches made whole by the source in
+  ``stoker.empty`` (in the worker's shared-memory slot under stoker, a plain array
+  under ``DataLoader(batch_size=None)``).
 - ``ttfb``: time from creating the loader to holding the first batch, 4 process
   workers, a digits-sized per-sample dataset (``start_method="fork"`` for stoker,
   as DataLoader forks on Linux).
 
-Last numbers (2-core VM shared with 4 other jobs, torch 2.13 CPU; one run with
---repeat 3; also in docs/benchmarks.md):
+Last numbers (2-core VM shared with other jobs, torch 2.13 CPU; 2026-11-29, one run
+with --repeat 3; also in docs/benchmarks.md):
 
   | case | DataLoader (s) | stoker (s) | ratio |
   |---|---:|---:|---:|
-  | latency, per epoch, 8 workers | 1.44 | 1.05 | 1.37x |
-  | latency, per epoch, persistent_workers=True | 1.13 | 1.05 | 1.08x |
-  | large (6.3 MB batches), per epoch, 2 processes | 3.65 | 1.12 | 3.26x |
-  | time to first batch, 4 processes | 0.288 | 0.031 | 9.29x |
+  | latency, per epoch, 8 workers | 0.794 | 0.362 | 2.19x |
+  | latency, per epoch, persistent_workers=True | 0.398 | 0.362 | 1.10x |
+  | large (6.3 MB batches), per epoch, 2 processes | 0.467 | 0.228 | 2.05x |
+  | large, whole batches made in place, per epoch, 2 processes | 0.339 | 0.139 | 2.43x |
+  | time to first batch, 4 processes | 0.135 | 0.072 | 1.88x |
 """
 
 from __future__ import annotations
