@@ -11,6 +11,13 @@ import pytest
 from tests.harness import BACKENDS
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# Two CPU devices for the JAX sharding tests; XLA reads this when jax is first imported.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+# Once imported, JAX warns at every os.fork() in the process (an error here), and the
+# suite forks process workers: the JAX adapter's tests run only in a pytest process of
+# their own, make test's second one (KERAS_BACKEND=jax).
+if os.environ["KERAS_BACKEND"] != "jax":
+    collect_ignore_glob = ["integration/test_jax_adapter.py"]
 
 
 @pytest.fixture(params=BACKENDS)

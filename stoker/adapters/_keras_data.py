@@ -110,7 +110,7 @@ class LoaderAdapter(DataAdapter):
         raise stoker.ConfigError(
             "stoker's Keras adapter does not support the TensorFlow backend: tf.data "
             "would run the loader inside its own threads. Use KERAS_BACKEND=torch "
-            "(tested) or jax"
+            "or jax (both tested)"
         )
 
     @property

@@ -12,8 +12,8 @@ Two ways in:
 ``TrackingCallback`` logs Keras' metrics to a ``stoker.track`` run.
 
 Keras runs on the backend named by ``KERAS_BACKEND``; stoker is tested with
-``torch``. Importing this module without Keras raises an ``ImportError`` that names
-``pip install 'stoker[keras]'``.
+``torch`` and ``jax``. Importing this module without Keras raises an ``ImportError``
+that names ``pip install 'stoker[keras]'``.
 """
 
 from __future__ import annotations

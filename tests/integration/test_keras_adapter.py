@@ -14,6 +14,7 @@ import stoker  # noqa: E402
 from stoker.adapters._keras_data import _class_weights  # noqa: E402
 from stoker.adapters.keras import TrackingCallback, adapt  # noqa: E402
 from tests.conftest import stoker_threads  # noqa: E402
+from tests.keras_backends import spy_train_step  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.timeout(60)]
 # Keras' predict converts its torch outputs with np.asarray(copy=False), which torch
@@ -64,13 +65,7 @@ def tiny_model() -> keras.Model:
 def record_batches(model: keras.Model) -> list[int]:
     """Make ``model`` record the index of every batch its training step gets."""
     trained: list[int] = []
-    original = model.train_step
-
-    def train_step(data):
-        trained.append(int(data[0][0, 0]))
-        return original(data)
-
-    model.train_step = train_step
+    spy_train_step(model, lambda data: trained.append(int(data[0][0, 0])))
     return trained
 
 
@@ -167,13 +162,12 @@ def test_no_worker_outlives_a_fit_that_raised_in_the_training_step():
     model = tiny_model()
     calls = []
 
-    def train_step(data):
+    def count(data):
         calls.append(1)
         if len(calls) == 3:
             raise Boom("the training step failed")
-        return keras.Sequential.train_step(model, data)
 
-    model.train_step = train_step
+    spy_train_step(model, count)
     with pytest.raises(Boom):
         with stoker.Loader(Recorded(n=20), workers=4) as loader:
             model.fit(adapt(loader), epochs=1, verbose=0)

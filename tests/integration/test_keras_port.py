@@ -16,6 +16,7 @@ import stoker  # noqa: E402
 from stoker.adapters import keras as sk  # noqa: E402
 from stoker.demo.digits import DigitsBatches, prepare_digits  # noqa: E402
 from tests.conftest import stoker_threads  # noqa: E402
+from tests.keras_backends import spy_train_step  # noqa: E402
 
 pytestmark = [pytest.mark.keras, pytest.mark.timeout(90)]
 PREDICT_WARNING = (
@@ -185,13 +186,12 @@ def test_no_worker_outlives_a_fit_that_raised_in_the_training_step(
     model = cnn()
     steps = []
 
-    def train_step(data):
+    def count(data):
         steps.append(1)
         if len(steps) == 2:
             raise Boom("the training step failed")
-        return sk.Sequential.train_step(model, data)
 
-    model.train_step = train_step
+    spy_train_step(model, count)
     with pytest.raises(Boom):
         model.fit_generator(
             DigitsBatches(items, batch_size=8, latency=0.01),
@@ -212,13 +212,10 @@ def test_initial_epoch_resumes_the_shuffled_order(items):
     def run(initial_epoch: int) -> list[list[int]]:
         seen.clear()
         model = cnn()
-        original = model.train_step
-
-        def train_step(data):
-            seen[-1].append(round(float(data[0].sum()), 3))  # identifies the batch
-            return original(data)
-
-        model.train_step = train_step
+        # the sum of the images identifies the batch
+        spy_train_step(
+            model, lambda data: seen[-1].append(round(float(data[0].sum()), 3))
+        )
         model.fit_generator(
             DigitsBatches(items[:64], batch_size=16, latency=0.0),
             epochs=3,

@@ -1,0 +1,84 @@
+"""Batches of numpy arrays become batches of torch tensors, structure kept.
+
+Rule: a numpy array becomes a tensor that *shares its memory* (``torch.from_numpy``),
+except where sharing would be wrong, and then it is copied once:
+
+- a read-only array (``np.load(mmap_mode="r")``, ``np.broadcast_to``): torch has no
+  read-only tensors, and writing to one would change the file or the source;
+- negative strides (``a[::-1]``): torch cannot view them.
+
+Arrays of strings, objects, dates and void records have no tensor type and stay numpy
+arrays, as ``torch.utils.data.default_convert`` leaves them; numpy scalars become
+0-d tensors; Python numbers, strings, ``None`` and tensors pass as they are.
+
+Why sharing is safe with process workers: an array from the shared-memory ring keeps
+its slot until the last view of it is garbage collected (``stoker.empty``'s ownership
+rule), and a tensor from ``torch.from_numpy`` holds the array. A tensor the training
+loop keeps stays valid for as long as it is kept; its slot returns to the ring after.
+
+The structure walker knows tuples, named tuples, lists and mappings (dicts keep their
+class when it can be rebuilt from pairs), the forms ``DataLoader``'s collate gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+# dtype kinds with no tensor type: bytes, str, object, void, datetime, timedelta
+_NO_TENSOR_KINDS = frozenset("SUOVMm")
+
+
+def _array_to_tensor(arr: np.ndarray) -> Any:
+    if arr.dtype.kind in _NO_TENSOR_KINDS:
+        return arr
+    if not arr.flags.writeable or any(s < 0 for s in arr.strides):
+        arr = np.array(arr)  # see the module docstring: sharing would be wrong
+    return torch.from_numpy(arr)
+
+
+def map_leaves(batch: Any, fn: Callable[[Any], Any]) -> Any:
+    """``batch`` with ``fn`` applied to every leaf (non-container), structure kept."""
+    if isinstance(batch, tuple):
+        items = [map_leaves(b, fn) for b in batch]
+        if hasattr(batch, "_fields"):  # a named tuple
+            return type(batch)(*items)
+        return tuple(items)
+    if isinstance(batch, list):
+        return [map_leaves(b, fn) for b in batch]
+    if isinstance(batch, Mapping):
+        pairs = [(k, map_leaves(v, fn)) for k, v in batch.items()]
+        try:
+            return type(batch)(pairs)  # type: ignore[call-arg]
+        except TypeError:  # a mapping class that cannot be rebuilt from pairs
+            return dict(pairs)
+    return fn(batch)
+
+
+def _leaf_to_tensor(leaf: Any) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return _array_to_tensor(leaf)
+    if isinstance(leaf, np.generic) and leaf.dtype.kind not in _NO_TENSOR_KINDS:
+        return torch.as_tensor(leaf)
+    return leaf
+
+
+def to_tensors(batch: Any) -> Any:
+    """The batch with every numeric numpy array as a tensor sharing its memory."""
+    return map_leaves(batch, _leaf_to_tensor)
+
+
+def tensors_of(batch: Any) -> list[torch.Tensor]:
+    """Every tensor in ``batch``, in walk order."""
+    found: list[torch.Tensor] = []
+
+    def keep(leaf: Any) -> Any:
+        if isinstance(leaf, torch.Tensor):
+            found.append(leaf)
+        return leaf
+
+    map_leaves(batch, keep)
+    return found
