@@ -34,14 +34,13 @@ sysdeps:
 # Keras runs on torch (exported above) for the whole suite; then a second pytest
 # process runs Keras' adapter and fit_generator port on Keras' JAX backend, and the
 # JAX adapter's tests. JAX warns at every os.fork() once imported, so it never enters
-# the first process, and its process workers start from a fork server.
+# the first process; there, stoker's default start method is forkserver.
 JAX_TESTS := tests/integration/test_keras_adapter.py tests/integration/test_keras_port.py \
 	tests/integration/test_jax_adapter.py
 
 pytest: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
-	KERAS_BACKEND=jax STOKER_START_METHOD=forkserver \
-		$(BIN)/python -m pytest -q -m "not slow" $(JAX_TESTS) $(PYTEST_ARGS)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m "not slow" $(JAX_TESTS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+import sys
 from typing import Any
 
 from stoker._errors import ConfigError
@@ -188,8 +189,12 @@ def default_start_method() -> str:
     batch (each worker imports the script, Keras and torch again) and several
     hundred MB of memory per worker. What makes forking a threaded program risky is
     handled in the worker (``_engine/process/worker.py``: one intra-op thread, fresh
-    seeds, the consumer's fds closed). ``spawn`` elsewhere. Overridable with the
-    ``STOKER_START_METHOD`` environment variable or ``start_method=``.
+    seeds, the consumer's fds closed). ``spawn`` elsewhere.
+
+    Except when the program has imported JAX: JAX runs threads of its own and warns at
+    every ``os.fork()`` that the child may deadlock, so its users get ``forkserver``
+    (workers forked from a clean server process: no warning, docs/jax.md). Overridable
+    with the ``STOKER_START_METHOD`` environment variable or ``start_method=``.
     """
     env = os.environ.get("STOKER_START_METHOD")
     if env:
@@ -200,4 +205,6 @@ def default_start_method() -> str:
             )
         return env
     methods = multiprocessing.get_all_start_methods()
+    if "jax" in sys.modules and "forkserver" in methods:
+        return "forkserver"
     return "fork" if "fork" in methods else "spawn"

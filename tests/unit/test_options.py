@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import stoker
@@ -87,3 +89,6 @@ def test_fork_is_the_default_start_method_on_linux(monkeypatch):
     assert default_start_method() == "fork"
     monkeypatch.setenv("STOKER_START_METHOD", "spawn")
     assert default_start_method() == "spawn"
+    monkeypatch.delenv("STOKER_START_METHOD")
+    monkeypatch.setitem(sys.modules, "jax", object())  # JAX warns at every fork
+    assert default_start_method() == "forkserver"
