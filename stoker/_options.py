@@ -178,6 +178,12 @@ class LoaderOptions:
         return out
 
 
+def _jax_running() -> bool:
+    """Whether JAX's runtime (and its fork warning) has started in this process."""
+    bridge = sys.modules.get("jax._src.xla_bridge")
+    return bool(getattr(bridge, "_at_fork_handler_installed", False))
+
+
 def default_start_method() -> str:
     """The process start method stoker uses when none is given.
 
@@ -191,10 +197,13 @@ def default_start_method() -> str:
     handled in the worker (``_engine/process/worker.py``: one intra-op thread, fresh
     seeds, the consumer's fds closed). ``spawn`` elsewhere.
 
-    Except when the program has imported JAX: JAX runs threads of its own and warns at
-    every ``os.fork()`` that the child may deadlock, so its users get ``forkserver``
-    (workers forked from a clean server process: no warning, docs/jax.md). Overridable
-    with the ``STOKER_START_METHOD`` environment variable or ``start_method=``.
+    Except when JAX has started its runtime in this process: it then runs threads of
+    its own and warns at every ``os.fork()`` that the child may deadlock, so its users
+    get ``forkserver`` (workers forked from a clean server process: no warning,
+    docs/jax.md). Importing JAX is not enough (Keras imports part of it whatever its
+    backend); JAX installs its fork warning when its backends start, and that is what
+    is checked. Overridable with the ``STOKER_START_METHOD`` environment variable or
+    ``start_method=``.
     """
     env = os.environ.get("STOKER_START_METHOD")
     if env:
@@ -205,6 +214,6 @@ def default_start_method() -> str:
             )
         return env
     methods = multiprocessing.get_all_start_methods()
-    if "jax" in sys.modules and "forkserver" in methods:
+    if _jax_running() and "forkserver" in methods:
         return "forkserver"
     return "fork" if "fork" in methods else "spawn"

@@ -63,12 +63,14 @@ def nbytes(batch: Any) -> int:
     return 0
 
 
-def collate(samples: list[Any]) -> Any:
+def collate(samples: list[Any], empty: Callable[..., np.ndarray] = np.empty) -> Any:
     """Stack a list of samples into one batch, keeping their structure.
 
-    Arrays and numbers are stacked with ``numpy.stack`` along a new first axis;
-    tuples, lists and mappings are collated field by field and keep their type;
-    anything else (strings, objects) becomes a list of the samples' values.
+    Arrays and numbers are stacked with ``numpy.stack`` along a new first axis, into
+    an array from ``empty(shape, dtype)`` (a process worker passes ``stoker.empty``,
+    so the batch is stacked straight into shared memory: one copy, not two); tuples,
+    lists and mappings are collated field by field and keep their type; anything else
+    (strings, objects) becomes a list of the samples' values.
 
     Raises:
         ValueError: the samples do not share one structure (a sequence of another
@@ -79,7 +81,12 @@ def collate(samples: list[Any]) -> Any:
     if isinstance(first, _NUMBERS):
         if isinstance(first, bool):
             return np.asarray(samples)
-        return np.stack([np.asarray(s) for s in samples])
+        arrays = [np.asarray(s) for s in samples]
+        dtype = np.result_type(*arrays)
+        shape = arrays[0].shape
+        if dtype.hasobject or any(a.shape != shape for a in arrays):
+            return np.stack(arrays)  # numpy's own error names the shapes
+        return np.stack(arrays, out=empty((len(arrays), *shape), dtype))
     if isinstance(first, Mapping):
         for i, s in enumerate(samples):
             missing = [k for k in first if not isinstance(s, Mapping) or k not in s]
@@ -88,7 +95,7 @@ def collate(samples: list[Any]) -> Any:
                     f"sample {i} of the batch has no field {missing[0]!r} that sample "
                     "0 has: every sample must have the same keys"
                 )
-        fields = {k: collate([s[k] for s in samples]) for k in first}
+        fields = {k: collate([s[k] for s in samples], empty) for k in first}
         return _rebuild_mapping(first, fields)
     if isinstance(first, (tuple, list)):
         for i, s in enumerate(samples):
@@ -97,7 +104,7 @@ def collate(samples: list[Any]) -> Any:
                     f"sample {i} of the batch has {len(s)} fields and sample 0 has "
                     f"{len(first)}: every sample must have the same structure"
                 )
-        columns = [collate(list(col)) for col in zip(*samples, strict=True)]
+        columns = [collate(list(col), empty) for col in zip(*samples, strict=True)]
         return _rebuild_sequence(first, columns)
     return list(samples)
 

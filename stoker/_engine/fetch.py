@@ -10,6 +10,7 @@ from typing import Any
 
 from stoker._engine import seeding
 from stoker._engine.plan import Key
+from stoker._engine.process import shm
 from stoker._tree import collate
 
 
@@ -47,4 +48,4 @@ class Fetcher:
                     raise
         finally:
             seeding.clear_context()
-        return collate(samples)
+        return collate(samples, shm.empty)

@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-from stoker.adapters._torch_tensors import map_leaves, tensors_of, to_tensors
+from stoker._tree import map_structure
+from stoker.adapters._torch_tensors import tensors_of, to_tensors
 
 
 def can_pin(device: torch.device | None) -> bool:
@@ -53,13 +54,13 @@ class Transfer:
         """On the stage thread: tensors, pinned, copied; returns (batch, event)."""
         batch = to_tensors(batch)
         if self.pin:
-            batch = map_leaves(batch, _pinned)
+            batch = map_structure(_pinned, batch)
         if self.device is None:
             return batch, None
         if not self.cuda:
-            return map_leaves(batch, lambda t: _moved(t, self.device)), None
+            return map_structure(lambda t: _moved(t, self.device), batch), None
         with torch.cuda.stream(self._stream):
-            moved = map_leaves(batch, lambda t: _moved(t, self.device))
+            moved = map_structure(lambda t: _moved(t, self.device), batch)
             event = torch.cuda.Event()
             event.record(self._stream)
         return moved, event

@@ -16,17 +16,18 @@ its slot until the last view of it is garbage collected (``stoker.empty``'s owne
 rule), and a tensor from ``torch.from_numpy`` holds the array. A tensor the training
 loop keeps stays valid for as long as it is kept; its slot returns to the ring after.
 
-The structure walker knows tuples, named tuples, lists and mappings (dicts keep their
-class when it can be rebuilt from pairs), the forms ``DataLoader``'s collate gives.
+The structure is walked by stoker's one walker (``stoker._tree.map_structure``): tuples,
+named tuples, lists and mappings keep their types, as collation keeps them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
+
+from stoker._tree import map_structure
 
 # dtype kinds with no tensor type: bytes, str, object, void, datetime, timedelta
 _NO_TENSOR_KINDS = frozenset("SUOVMm")
@@ -40,24 +41,6 @@ def _array_to_tensor(arr: np.ndarray) -> Any:
     return torch.from_numpy(arr)
 
 
-def map_leaves(batch: Any, fn: Callable[[Any], Any]) -> Any:
-    """``batch`` with ``fn`` applied to every leaf (non-container), structure kept."""
-    if isinstance(batch, tuple):
-        items = [map_leaves(b, fn) for b in batch]
-        if hasattr(batch, "_fields"):  # a named tuple
-            return type(batch)(*items)
-        return tuple(items)
-    if isinstance(batch, list):
-        return [map_leaves(b, fn) for b in batch]
-    if isinstance(batch, Mapping):
-        pairs = [(k, map_leaves(v, fn)) for k, v in batch.items()]
-        try:
-            return type(batch)(pairs)  # type: ignore[call-arg]
-        except TypeError:  # a mapping class that cannot be rebuilt from pairs
-            return dict(pairs)
-    return fn(batch)
-
-
 def _leaf_to_tensor(leaf: Any) -> Any:
     if isinstance(leaf, np.ndarray):
         return _array_to_tensor(leaf)
@@ -68,7 +51,7 @@ def _leaf_to_tensor(leaf: Any) -> Any:
 
 def to_tensors(batch: Any) -> Any:
     """The batch with every numeric numpy array as a tensor sharing its memory."""
-    return map_leaves(batch, _leaf_to_tensor)
+    return map_structure(_leaf_to_tensor, batch)
 
 
 def tensors_of(batch: Any) -> list[torch.Tensor]:
@@ -80,5 +63,5 @@ def tensors_of(batch: Any) -> list[torch.Tensor]:
             found.append(leaf)
         return leaf
 
-    map_leaves(batch, keep)
+    map_structure(keep, batch)
     return found

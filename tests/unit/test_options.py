@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 
 import pytest
 
@@ -90,5 +91,8 @@ def test_fork_is_the_default_start_method_on_linux(monkeypatch):
     monkeypatch.setenv("STOKER_START_METHOD", "spawn")
     assert default_start_method() == "spawn"
     monkeypatch.delenv("STOKER_START_METHOD")
-    monkeypatch.setitem(sys.modules, "jax", object())  # JAX warns at every fork
+    bridge = types.SimpleNamespace(_at_fork_handler_installed=False)
+    monkeypatch.setitem(sys.modules, "jax._src.xla_bridge", bridge)
+    assert default_start_method() == "fork"  # JAX imported (Keras does), not started
+    bridge._at_fork_handler_installed = True  # JAX started: it warns at every fork
     assert default_start_method() == "forkserver"
