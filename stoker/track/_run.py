@@ -121,7 +121,7 @@ class Run:
         if rerun_of:
             self._tags.append(("rerun_of", rerun_of))
         self.id: int | None = None
-        self.store: Path | None = None
+        self.store: Path | str | None = None
         self.status = "new"
         self._queue: collections.deque[tuple] = collections.deque()
         # Observer reports are queued even before start(), so a loader made with
