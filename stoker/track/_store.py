@@ -30,7 +30,7 @@ from stoker.track._db import Db
 from stoker.track._url import resolve
 
 _RUN_COLUMNS = (
-    "id, name, status, created_at, ended_at, heartbeat_at, host, pid, "
+    "id, uid, name, status, created_at, ended_at, heartbeat_at, host, pid, "
     "pid_started_at, error, command, executable, cwd, git_root, git_commit, "
     "git_branch, git_dirty, git_note, environment, length(git_diff) AS git_diff_bytes"
 )
