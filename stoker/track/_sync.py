@@ -80,11 +80,12 @@ def sync_spools(
                     out.append({**row, "status": "live"})
                     continue
                 run_id = st.create_run(**meta["columns"])
+                sent = 0
                 for ch in sp.pending():
                     st.write(run_id, ch)
                     sp.acknowledge(ch.seq or 0)
-                    row["writes"] += 1
-                out.append({**row, "run_id": run_id, "status": "sent"})
+                    sent += 1
+                out.append({**row, "run_id": run_id, "writes": sent, "status": "sent"})
             finally:
                 sp.close()
     return out
