@@ -86,7 +86,7 @@ class PgServer:
     def start(self) -> None:
         opts = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c fsync=off -c full_page_writes=off "
             "-c max_connections=200"
         )
         self._run(

@@ -189,8 +189,10 @@ class Delivery:
     def close(self) -> Path | None:
         """Close the store and the spool; the spool's path if writes still wait."""
         left = None
-        if self._spool is not None and not self._spool.close():
-            left = self._spool.path
+        if self._spool is not None:
+            self._spool.set_meta(ended=True)  # `runs sync` may send it now
+            if not self._spool.close():
+                left = self._spool.path
         self._spool = None
         if self._store is not None:
             with contextlib.suppress(Exception):

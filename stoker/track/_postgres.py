@@ -171,9 +171,21 @@ class PostgresDb:
     # -- schema -----------------------------------------------------------------------
     def schema_version(self) -> int:
         """The store's schema number (0 for a database stoker never migrated)."""
-        if not self.scalar("SELECT to_regclass('stoker_schema') IS NOT NULL"):
+        if not self._table_exists("stoker_schema"):
             return 0
         return int(self.scalar("SELECT version FROM stoker_schema") or 0)
+
+    def _table_exists(self, name: str) -> bool:
+        # A query on pg_tables, not to_regclass(): that one reads the backend's
+        # catalog cache, which an advisory lock does not refresh, so after waiting
+        # for another process's migration it can still say the table is missing.
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM pg_catalog.pg_tables "
+                "WHERE schemaname = current_schema() AND tablename = ?",
+                (name,),
+            )
+        )
 
     def migrate(self, create: bool) -> None:
         """Check the database is a stoker store, and bring it to the current schema.
@@ -205,7 +217,7 @@ class PostgresDb:
             # Re-read under the lock: another process may have migrated meanwhile.
             version = self.schema_version()
             if version == 0:
-                if self.scalar("SELECT to_regclass('runs') IS NOT NULL"):
+                if self._table_exists("runs"):
                     raise StoreError(
                         f"{self.where} has a 'runs' table that is not stoker's; it "
                         "was left untouched. Use another database or schema."

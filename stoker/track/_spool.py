@@ -116,6 +116,13 @@ class Spool:
         )
         return spool
 
+    def set_meta(self, **values: Any) -> None:
+        """Record more about the run (``ended=True`` when its writer let go)."""
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(k, json.dumps(v)) for k, v in values.items()],
+        )
+
     def meta(self) -> dict[str, Any]:
         """What the run stored at creation: uid, store, run columns, process."""
         return {k: json.loads(v) for k, v in self._conn.execute("SELECT * FROM meta")}

@@ -4,7 +4,8 @@ Rule: every move is idempotent, so it may be repeated or interrupted at any poin
 
 - a spool's writes keep their sequence numbers and the run is found by its uid, so
   sending a spool twice, or after its own writer sent part of it, adds nothing twice;
-  a spool whose process still runs on this host is left to that process's writer;
+  a spool whose run has not ended and whose process still runs on this host is left
+  to that process's writer;
 - a copied run is found in the target by its uid, and its whole content is one write
   with sequence number 1: copying it again is a no-op. A run that is still running
   is not copied (its data is not complete yet); copy it once it ended.
@@ -74,8 +75,10 @@ def sync_spools(
                     "writes": 0,
                     "spooled_for": meta.get("store"),
                 }
-                if meta.get("host") == here and process_alive(
-                    meta.get("pid", 0), meta.get("pid_started_at")
+                if (
+                    not meta.get("ended")
+                    and meta.get("host") == here
+                    and process_alive(meta.get("pid", 0), meta.get("pid_started_at"))
                 ):
                     out.append({**row, "status": "live"})
                     continue
