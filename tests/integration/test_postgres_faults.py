@@ -15,6 +15,7 @@ import time
 import pytest
 
 import stoker.track as T
+from stoker import StoreError
 from stoker.track import _migrations as mig
 from stoker.track._store import Store
 from stoker.track._sync import sync_spools
@@ -48,7 +49,7 @@ def test_16_processes_migrating_an_empty_database_at_once(pg_url):
     """
     procs = [_python(code, pg_url, str(start_at)) for _ in range(16)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     with Store.open(pg_url) as st:
         assert st._db.scalar("SELECT version FROM stoker_schema") == mig.LATEST
