@@ -198,6 +198,9 @@ class Loader:
             length=len(self),
             source_type=type(self.source).__name__,
         )
+        # A source over files lists them; the tracker fingerprints them off-thread.
+        if isinstance(getattr(self.source, "files", None), (list, tuple)):
+            s["source_files"] = self.source.files
         if self.options.use_multiprocessing:
             from stoker._options import default_start_method
 

@@ -41,6 +41,7 @@ from stoker.track._delivery import Remote
 from stoker.track._liveness import host, process_started_at
 from stoker.track._spool import spool_dir
 from stoker.track._store import Store
+from stoker.track._sweeps import sweep_params, sweep_tags
 from stoker.track._url import mask, resolve
 from stoker.track._writer import (
     BATCH,
@@ -118,13 +119,18 @@ class Run:
         tags: Mapping[str, Any] | None = None,
         capture: bool = True,
         sample: bool = True,
+        data_version: str | None = None,
     ) -> None:
-        self._spec = (name, params, store, tags, capture, sample)
+        self._spec = (name, params, store, tags, capture, sample, data_version)
         self.name = _validate.check_name(
             name if name is not None else _default_name(), "run"
         )
-        self._params = _encode("param", params or {})
-        self._tags = _encode("tag", tags or {})
+        # A sweep's trial records the sweep's params (the script's own win) and tags.
+        self._params = _encode("param", {**sweep_params(), **(params or {})})
+        all_tags = {**sweep_tags(), **(tags or {})}
+        if data_version is not None:
+            all_tags["data_version"] = data_version
+        self._tags = _encode("tag", all_tags)
         rerun_of = os.environ.get(RERUN_ENV)
         if rerun_of:
             self._tags.append(("rerun_of", rerun_of))
@@ -292,12 +298,20 @@ class Run:
         """Use as a decorator: every call of ``fn`` is a new run with these options."""
         if not callable(fn):
             raise TypeError(f"stoker.track(...) decorates a function, not {fn!r}")
-        name, params, store, tags, capture, sample = self._spec
+        name, params, store, tags, capture, sample, data_version = self._spec
         name = name or getattr(fn, "__name__", None)
 
         @functools.wraps(fn)
         def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
-            run = Run(name, params, store, tags=tags, capture=capture, sample=sample)
+            run = Run(
+                name,
+                params,
+                store,
+                tags=tags,
+                capture=capture,
+                sample=sample,
+                data_version=data_version,
+            )
             with run:
                 return fn(*args, **kwargs)
 
@@ -410,6 +424,7 @@ def track(
     tags: Mapping[str, Any] | None = None,
     capture: bool = True,
     sample: bool = True,
+    data_version: str | None = None,
 ) -> Any:
     """Open a tracked run: ``with stoker.track("mnist", params={...}) as run:``.
 
@@ -420,11 +435,13 @@ def track(
     Args:
         name: the run's name; default: the script's name.
         params: parameters to record (JSON values; others as ``str()``).
-        store: the store's path; default ``$STOKER_STORE``, else
-            ``.stoker/store.db`` under the working directory.
+        store: the store's path or ``postgresql://`` URL; default
+            ``$STOKER_STORE``, else ``.stoker/store.db`` under the working directory.
         tags: text labels to record.
         capture: record git commit, branch and diff, Python and package versions.
         sample: sample the process's CPU and memory every second.
+        data_version: your name for the data the run reads (recorded as the tag
+            ``data_version``; ``stoker runs compare`` shows when it differs).
 
     Returns:
         A :class:`Run`, not yet started (``with`` starts it); or, when ``name`` is a
@@ -433,9 +450,12 @@ def track(
     Raises:
         TypeError, ValueError: a param or tag name or value is unusable.
     """
+    options: dict[str, Any] = dict(
+        tags=tags, capture=capture, sample=sample, data_version=data_version
+    )
     if callable(name):
-        return Run(None, params, store, tags=tags, capture=capture, sample=sample)(name)
-    return Run(name, params, store, tags=tags, capture=capture, sample=sample)
+        return Run(None, params, store, **options)(name)
+    return Run(name, params, store, **options)
 
 
 def active_run() -> Run | None:

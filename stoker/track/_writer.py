@@ -33,6 +33,7 @@ from typing import Any
 from stoker._errors import StoreError
 from stoker.track import _capture
 from stoker.track._delivery import Delivery, Remote
+from stoker.track._fingerprint import with_fingerprint
 from stoker.track._liveness import HEARTBEAT_EVERY_S
 from stoker.track._sampler import SAMPLE_EVERY_S, ProcessSampler
 from stoker.track._store import Changes, Store
@@ -100,7 +101,8 @@ def changes(items: list[tuple], now: float) -> Changes:
         elif kind == TAGS:
             ch.tags.extend(item[1])
         elif kind == LOADER_START:
-            ch.loader_starts.append((item[2], item[1], _json(item[3])))
+            settings = with_fingerprint(item[3])
+            ch.loader_starts.append((item[2], item[1], _json(settings)))
         elif kind == EPOCH:
             _, t, key, epoch, summary = item
             ch.epochs.append((key, epoch, t, _json(summary)))
