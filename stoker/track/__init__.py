@@ -4,8 +4,8 @@ Local first: runs, params, metrics, loader statistics, code version and environm
 go into an SQLite store (``.stoker/store.db`` under the working directory, or
 ``$STOKER_STORE``, or ``store=``), or a team's PostgreSQL store
 (``postgresql://user:password@host/db``; docs/team.md), written by one background
-thread per run so ``run.log`` costs the training loop a few microseconds. Read them back with
-``stoker runs`` or the functions here. See docs/tracking.md.
+thread per run so ``run.log`` costs the training loop a few microseconds. Read them
+back with ``stoker runs`` or the functions here. See docs/tracking.md.
 
 This module is callable: ``stoker.track(...)`` is :func:`track`, while
 ``stoker.track.Store`` and the rest stay reachable as attributes. Importing it needs

@@ -96,13 +96,16 @@ def param(name: str, default: Any = None) -> Any:
 def record_sweep(
     name: str,
     *,
-    command: list[str],
-    grid: Mapping[str, list[Any]],
-    options: Mapping[str, Any],
+    command: list[str] | None = None,
+    grid: Mapping[str, list[Any]] | None = None,
+    options: Mapping[str, Any] | None = None,
     status: str = "running",
     store: StorePath = None,
 ) -> None:
-    """Create a sweep, or set its status (``running`` again when resumed)."""
+    """Create a sweep, or set the status of one (``running`` again when resumed).
+
+    The command, grid and options are kept from the sweep's creation.
+    """
     ended = None if status == "running" else time.time()
     with Store.open(store, create=True) as st, st._transaction() as db:
         db.execute(
@@ -114,9 +117,9 @@ def record_sweep(
                 status,
                 time.time(),
                 ended,
-                json.dumps(command),
-                json.dumps(dict(grid)),
-                json.dumps(dict(options)),
+                json.dumps(command or []),
+                json.dumps(dict(grid or {})),
+                json.dumps(dict(options or {})),
             ),
         )
 
