@@ -87,8 +87,9 @@ def param(name: str, default: Any = None) -> Any:
             return type(default)(value)
     except (TypeError, ValueError):
         raise ValueError(
-            f"sweep param {name}={value!r} is not a {type(default).__name__} like "
-            f"its default {default!r}; fix the --grid values or the default"
+            f"sweep param {name}={value!r} cannot be read as "
+            f"{type(default).__name__} (its default is {default!r}); fix the --grid "
+            "values or the default"
         ) from None
     return value
 
