@@ -45,7 +45,10 @@ def _free_port() -> int:
 class PgServer:
     """One PostgreSQL cluster in a temporary folder; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # Tests run without fsync (a crash of the machine loses nothing they
+        # need); benchmarks pass durable=True to measure the server as deployed.
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="stoker-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -86,9 +89,10 @@ class PgServer:
     def start(self) -> None:
         opts = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off "
             "-c max_connections=200"
         )
+        if not self.durable:
+            opts += " -c fsync=off -c full_page_writes=off"
         self._run(
             str(BIN / "pg_ctl"),
             "-D",

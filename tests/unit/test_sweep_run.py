@@ -183,7 +183,7 @@ def test_ctrl_c_stops_every_trial_and_leaves_no_orphan(tmp_path):
     pids = [int(p) for f in files for p in f.read_text().split()]
     assert all(process_alive(p, None) for p in pids)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "resume with `stoker sweep --resume c`" in err
     deadline = time.monotonic() + 10

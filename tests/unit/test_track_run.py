@@ -303,7 +303,9 @@ def test_fake_loader_events_are_recorded(store):
         run.on_close("loader-9", {"batches": 6, "verdict": "fed"})
     (loader,) = T.get_run(run.id, store)["loaders"]
     assert loader["loader_key"] == "loader-9"
-    assert loader["settings"] == settings
+    recorded = dict(loader["settings"])
+    assert len(recorded.pop("data_fingerprint")) == 16  # added by the writer
+    assert recorded == settings
     assert loader["summary"] == {"batches": 6, "verdict": "fed"}
     assert loader["batches_recorded"] == 6 and loader["epochs_recorded"] == 1
     assert loader["mean_wait_s"] == pytest.approx(0.01)
