@@ -152,6 +152,7 @@ def draw(
             ax.set_xticks(xs_all)
             for axis in (ax.xaxis, ax.yaxis):
                 axis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(ScalarFormatter())
         ax.set_xlabel(xp)
         ax.set_ylabel(metric or "time (s, median)")
         ax.set_title(f"sweep {table['name']}")
