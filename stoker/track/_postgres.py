@@ -210,6 +210,12 @@ class PostgresDb:
             cur.execute(pyformat(sql), tuple(args))
             return list(cur.fetchall())
 
+    def one_of(self, column: str, count: int) -> str:
+        return f"{column} = ANY(?)"
+
+    def values_of(self, values: Sequence[Any]) -> list[Any]:
+        return [list(values)]
+
     def insert_rows(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:

@@ -158,6 +158,12 @@ class SqliteDb:
         with self._guard():
             return [dict(r) for r in self.conn.execute(sql, args)]
 
+    def one_of(self, column: str, count: int) -> str:
+        return f"{column} IN ({', '.join('?' * count)})"
+
+    def values_of(self, values: Sequence[Any]) -> list[Any]:
+        return list(values)
+
     def insert_rows(
         self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> None:

@@ -4,7 +4,9 @@ Rule: the SQL here is written once, in the subset SQLite and PostgreSQL both run
 goes through a ``_db.Db`` (``_sqlite.SqliteDb`` or ``_postgres.PostgresDb``), which
 translates placeholders and bulk inserts and nothing else. New queries follow suit:
 ``?`` placeholders, ``ON CONFLICT`` rather than ``INSERT OR ...``, ``RETURNING``
-rather than ``lastrowid``, ``count(*) - count(x)`` rather than ``sum(x IS NULL)``.
+rather than ``lastrowid``, ``count(*) - count(x)`` rather than ``sum(x IS NULL)``;
+a long list of values is ``Db.one_of`` + ``Db.values_of`` (``IN (?, ...)`` works
+on both, but sends one parameter per value).
 The schema is in ``_migrations``. The rules the methods keep:
 
 - each write is one transaction: a crash leaves either the whole batch or none;
@@ -337,11 +339,11 @@ class Store:
         where: list[str] = ["1 = 1"]
         args: list[Any] = []
         if ids is not None:
-            where.append(f"id IN ({', '.join('?' * len(ids))})")
-            args.extend(ids)
+            where.append(self._db.one_of("id", len(ids)))
+            args.extend(self._db.values_of(ids))
         if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            args.extend(statuses)
+            where.append(self._db.one_of("status", len(statuses)))
+            args.extend(self._db.values_of(statuses))
         if since is not None:
             where.append("created_at >= ?")
             args.append(since)
@@ -365,9 +367,9 @@ class Store:
         """``params`` (JSON-decoded) or ``tags`` of each run."""
         assert table in ("params", "tags")
         out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
-        marks = ", ".join("?" * len(run_ids))
-        sql = f"SELECT run_id, key, value FROM {table} WHERE run_id IN ({marks})"
-        for r in self._rows(sql + " ORDER BY key", run_ids):
+        match = self._db.one_of("run_id", len(run_ids))
+        sql = f"SELECT run_id, key, value FROM {table} WHERE {match}"
+        for r in self._rows(sql + " ORDER BY key", self._db.values_of(run_ids)):
             value = json.loads(r["value"]) if table == "params" else r["value"]
             out[r["run_id"]][r["key"]] = value
         return out
@@ -375,7 +377,7 @@ class Store:
     def series_stats(self, run_ids: Sequence[int], kind: str) -> dict[int, dict]:
         """Per run and key: last point (highest step, then latest) and aggregates."""
         out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
-        marks = ", ".join("?" * len(run_ids))
+        match = self._db.one_of("s.run_id", len(run_ids))
         sql = f"""
             SELECT s.run_id, s.key, count(*) AS count,
                    count(*) - count(p.value) AS nan_count, min(p.value) AS min,
@@ -383,9 +385,9 @@ class Store:
                    (SELECT q.rowid FROM points q WHERE q.series_id = s.id
                     ORDER BY q.step DESC, q.rowid DESC LIMIT 1) AS last_rowid
             FROM series s JOIN points p ON p.series_id = s.id
-            WHERE s.run_id IN ({marks}) AND s.kind = ?
+            WHERE {match} AND s.kind = ?
             GROUP BY s.id ORDER BY s.key"""
-        stats = self._rows(sql, (*run_ids, kind))
+        stats = self._rows(sql, (*self._db.values_of(run_ids), kind))
         if not stats:
             return out
         last_ids = [r["last_rowid"] for r in stats]
@@ -393,8 +395,8 @@ class Store:
             r["rowid"]: r
             for r in self._rows(
                 "SELECT rowid, step, time, value FROM points "
-                f"WHERE rowid IN ({', '.join('?' * len(last_ids))})",
-                last_ids,
+                f"WHERE {self._db.one_of('rowid', len(last_ids))}",
+                self._db.values_of(last_ids),
             )
         }
         for r in stats:
