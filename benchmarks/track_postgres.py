@@ -32,8 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-import stoker.track as T  # noqa: E402
 from track_log_cost import _in_a_loop  # noqa: E402
+
+import stoker.track as T  # noqa: E402
 
 
 def log_cost(store: str | Path, steps: int) -> tuple[float, float]:
@@ -62,23 +63,53 @@ def fill(store: str | Path, n: int) -> None:
     """``n`` finished runs, each with 2 params, a tag and 5 points of 2 metrics."""
     now = time.time()
     with T.Store.open(store, create=True) as st, st._transaction() as db:
-        cols = ("uid", "name", "status", "created_at", "ended_at", "heartbeat_at",
-                "host", "pid")
-        db.insert_rows("runs", cols, [
-            (uuid.uuid4().hex, f"run-{i}", "finished", now - n + i, now - n + i + 5,
-             now - n + i + 5, "bench", 1)
-            for i in range(n)
-        ])
+        cols = (
+            "uid",
+            "name",
+            "status",
+            "created_at",
+            "ended_at",
+            "heartbeat_at",
+            "host",
+            "pid",
+        )
+        db.insert_rows(
+            "runs",
+            cols,
+            [
+                (
+                    uuid.uuid4().hex,
+                    f"run-{i}",
+                    "finished",
+                    now - n + i,
+                    now - n + i + 5,
+                    now - n + i + 5,
+                    "bench",
+                    1,
+                )
+                for i in range(n)
+            ],
+        )
         ids = [r["id"] for r in db.rows("SELECT id FROM runs ORDER BY id")]
-        db.insert_rows("params", ("run_id", "key", "value"),
-                       [(i, k, "0.1") for i in ids for k in ("lr", "workers")])
-        db.insert_rows("tags", ("run_id", "key", "value"),
-                       [(i, "team", "a") for i in ids])
-        db.insert_rows("series", ("run_id", "kind", "key"),
-                       [(i, "metric", k) for i in ids for k in ("loss", "acc")])
+        db.insert_rows(
+            "params",
+            ("run_id", "key", "value"),
+            [(i, k, "0.1") for i in ids for k in ("lr", "workers")],
+        )
+        db.insert_rows(
+            "tags", ("run_id", "key", "value"), [(i, "team", "a") for i in ids]
+        )
+        db.insert_rows(
+            "series",
+            ("run_id", "kind", "key"),
+            [(i, "metric", k) for i in ids for k in ("loss", "acc")],
+        )
         series = [r["id"] for r in db.rows("SELECT id FROM series ORDER BY id")]
-        db.insert_rows("points", ("series_id", "step", "time", "value"),
-                       [(s, step, now, 0.5) for s in series for step in range(5)])
+        db.insert_rows(
+            "points",
+            ("series_id", "step", "time", "value"),
+            [(s, step, now, 0.5) for s in series for step in range(5)],
+        )
     if isinstance(store, str):
         with T.Store.open(store) as st:
             st._db.execute("ANALYZE")
@@ -115,19 +146,26 @@ def main(argv: list[str] | None = None) -> int:
             for kind, store in stores.items():
                 Path(tmp, "list.db").unlink(missing_ok=True)
                 p50, p99 = log_cost(store, args.steps)
-                print(f"{kind:<11} run.log caller cost: median {p50:.2f} us, p99 "
-                      f"{p99:.2f} us")
+                print(
+                    f"{kind:<11} run.log caller cost: median {p50:.2f} us, p99 "
+                    f"{p99:.2f} us"
+                )
                 rate, stored = end_to_end(store, args.calls)
-                print(f"{kind:<11} end to end: {rate:,.0f} points/s "
-                      f"({stored:,} points stored)")
-            list_stores = {"sqlite": Path(tmp) / "list.db",
-                           "postgresql": (args.url if args.url
-                                          else server.new_database())}  # type: ignore
+                print(
+                    f"{kind:<11} end to end: {rate:,.0f} points/s "
+                    f"({stored:,} points stored)"
+                )
+            list_stores = {
+                "sqlite": Path(tmp) / "list.db",
+                "postgresql": (args.url if args.url else server.new_database()),
+            }  # type: ignore
             for kind, store in list_stores.items():
                 fill(store, args.runs)
                 lists[kind] = (listing(store, 50), listing(store, None, 3))
-                print(f"{kind:<11} list {args.runs:,} runs: limit 50 "
-                      f"{lists[kind][0] * 1000:.1f} ms, all {lists[kind][1]:.2f} s")
+                print(
+                    f"{kind:<11} list {args.runs:,} runs: limit 50 "
+                    f"{lists[kind][0] * 1000:.1f} ms, all {lists[kind][1]:.2f} s"
+                )
             for i, what in enumerate(("limit 50", "all")):
                 ratio = lists["postgresql"][i] / lists["sqlite"][i]
                 print(f"list ({what}): PostgreSQL / SQLite = {ratio:.2f}x")

@@ -35,15 +35,15 @@ class Slow:
 def main() -> None:
     workers = stoker.param("workers", default=1)
     processes = stoker.param("use_multiprocessing", default=False)
-    with stoker.track("sweep-workers", params={"batches": BATCHES}) as run:
-        with stoker.Loader(
-            Slow(), workers=workers, use_multiprocessing=processes
-        ) as loader:
-            for epoch in range(2):
-                total = 0.0
-                for batch in loader:
-                    total += float(batch[0, 0])
-                run.log(epoch=epoch, checksum=total)
+    with (
+        stoker.track("sweep-workers", params={"batches": BATCHES}) as run,
+        stoker.Loader(Slow(), workers=workers, use_multiprocessing=processes) as loader,
+    ):
+        for epoch in range(2):
+            total = 0.0
+            for batch in loader:
+                total += float(batch[0, 0])
+            run.log(epoch=epoch, checksum=total)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def sweep(
     """
     import datetime as dt
 
-    from stoker._errors import ConfigError
+    from stoker import ConfigError
     from stoker.sweep import SweepOptions, draw, parse_grid, run_sweep, sweep_rows
 
     name = name or dt.datetime.now().strftime("sweep-%Y%m%d-%H%M%S")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import stoker.track as T
-from stoker._errors import StoreError
+from stoker import StoreError
 from stoker.sweep._grid import render
 
 StorePath = str | None

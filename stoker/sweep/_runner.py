@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import stoker.track as T
-from stoker._errors import ConfigError
+from stoker import ConfigError
 from stoker.sweep._grid import Trial, render, trials
 from stoker.sweep._launch import Handle, Launcher, LocalLauncher
 
