@@ -89,7 +89,10 @@ class PgServer:
     def start(self) -> None:
         opts = (
             f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            "-c max_connections=200"
+            "-c max_connections=200 "
+            # Its shared memory in the data folder, not /dev/shm, where the
+            # loader's leak tests look for segments left behind.
+            "-c dynamic_shared_memory_type=mmap"
         )
         if not self.durable:
             opts += " -c fsync=off -c full_page_writes=off"

@@ -50,8 +50,10 @@ _TYPES = (
     (re.compile(r"\bBLOB\b"), "BYTEA"),
 )
 _CREATE = re.compile(r"^\s*CREATE TABLE (\w+) \(", re.S)
-# Idle connections kept per URL for reuse, and URLs known to be at the schema.
+# Idle connections kept for reuse: per URL, and in all (the oldest is closed first),
+# and the URLs known to be at the current schema.
 _POOL_MAX = 4
+_POOL_MAX_TOTAL = 8
 _pool: dict[str, list[Any]] = {}
 _current: set[str] = set()
 _pool_lock = threading.Lock()
@@ -65,12 +67,22 @@ def _take(url: str) -> Any:
 
 
 def _give_back(url: str, conn: Any) -> bool:
+    evicted = None
     with _pool_lock:
         idle = _pool.setdefault(url, [])
         if len(idle) >= _POOL_MAX:
             return False
-        idle.append(conn)
-        return True
+        if sum(map(len, _pool.values())) >= _POOL_MAX_TOTAL:
+            # Dicts keep insertion order: the first URL's idle list is the oldest.
+            oldest = next(u for u, cs in _pool.items() if cs)
+            evicted = _pool[oldest].pop(0)
+            if not _pool[oldest]:
+                del _pool[oldest]
+        _pool.setdefault(url, idle).append(conn)
+    if evicted is not None:
+        with contextlib.suppress(Exception):
+            evicted.close()
+    return True
 
 
 def _close_pool() -> None:
