@@ -59,6 +59,24 @@ def end_to_end(store: str | Path, calls: int) -> tuple[float, int]:
     return 3 * calls / elapsed, stored
 
 
+def writer_alone(store: str | Path, calls: int) -> float:
+    """Points per second of one write transaction of ``3 * calls`` points: the
+    writer thread's share alone, without the logging thread beside it."""
+    from stoker.track._writer import METRIC, changes
+
+    with T.Store.open(store, create=True) as st:
+        run_id = st.create_run(
+            name="w", created_at=0.0, heartbeat_at=0.0, host="bench", pid=1
+        )
+        items = [
+            (METRIC, 1.0 + i, i, {"loss": 0.5, "acc": 0.9, "lr": 1e-3})
+            for i in range(calls)
+        ]
+        t0 = time.perf_counter()
+        st.write(run_id, changes(items, time.time()))
+        return 3 * calls / (time.perf_counter() - t0)
+
+
 def fill(store: str | Path, n: int) -> None:
     """``n`` finished runs, each with 2 params, a tag and 5 points of 2 metrics."""
     now = time.time()
@@ -155,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{kind:<11} end to end: {rate:,.0f} points/s "
                     f"({stored:,} points stored)"
                 )
+                alone = writer_alone(store, args.calls)
+                print(f"{kind:<11} the writer's transaction alone: {alone:,.0f} pts/s")
             list_stores = {
                 "sqlite": Path(tmp) / "list.db",
                 "postgresql": (args.url if args.url else server.new_database()),
