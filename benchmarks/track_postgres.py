@@ -12,9 +12,22 @@
 #
 # Without --url it starts a throwaway PostgreSQL 15 (tests/pg.py) with fsync ON.
 #
-# Last result (2 cores shared with 4 other jobs; compare within a run):
+# Last result (2026-11-29 10:11, 2 cores shared with 4 other jobs, load average 10.5;
+# compare within a run):
 #
-#   see docs/benchmarks.md, "Issue 16"; filled in by the run below.
+#   sqlite      run.log caller cost: median 0.99 us, p99 24.55 us
+#   sqlite      end to end: 255,913 points/s (300,000 points stored)
+#   sqlite      the writer's transaction alone: 514,577 pts/s
+#   postgresql  run.log caller cost: median 1.21 us, p99 25.75 us
+#   postgresql  end to end: 108,950 points/s (300,000 points stored)
+#   postgresql  the writer's transaction alone: 85,532 pts/s
+#   sqlite      list 10,000 runs: limit 50 8.7 ms, all 0.58 s
+#   postgresql  list 10,000 runs: limit 50 7.9 ms, all 0.70 s
+#   list (limit 50): PostgreSQL / SQLite = 0.91x
+#   list (all): PostgreSQL / SQLite = 1.21x
+#
+# Targets (issue 16): caller cost <= 5 us; >= 100,000 points/s end to end into
+# PostgreSQL; listing 10,000 runs within 1.5x of SQLite.
 """Measure the PostgreSQL team store against the SQLite one."""
 
 from __future__ import annotations
