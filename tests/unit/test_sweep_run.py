@@ -125,6 +125,13 @@ def test_as_args_passes_params_as_flags(tmp_path):
     assert proc.returncode == 0, proc.stderr
     seen = sorted(r["params"]["seen"] for r in T.list_runs(tmp_path / "s.db"))
     assert seen == [2, 3]
+    from stoker.sweep import draw, sweep_rows
+
+    table = sweep_rows("f", str(tmp_path / "s.db"))
+    assert [r["workers"] for r in table["rows"]] == [2, 3]
+    assert table["rows"][0]["speedup"] == 1.0  # the fewest workers is the base
+    png = draw(table, tmp_path / "chart.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_usage_is_explained(tmp_path):
@@ -205,6 +212,8 @@ def test_a_sweep_into_the_team_store_and_its_table_later(tmp_path, tiny, pg_url)
         "--grid",
         "a=1,3",
         "--json",
+        "--metric",
+        "v",
         "--",
         sys.executable,
         str(tiny),
@@ -213,6 +222,7 @@ def test_a_sweep_into_the_team_store_and_its_table_later(tmp_path, tiny, pg_url)
     assert proc.returncode == 0, proc.stderr
     table = json.loads(proc.stdout)
     assert [(r["a"], r["finished"]) for r in table["rows"]] == [(1, 1), (3, 1)]
+    assert [r["metric"] for r in table["rows"]] == [10.0, 30.0]
     later = subprocess.run(
         [
             sys.executable,
@@ -225,6 +235,8 @@ def test_a_sweep_into_the_team_store_and_its_table_later(tmp_path, tiny, pg_url)
             "--store",
             pg_url,
             "--json",
+            "--metric",
+            "v",
         ],
         capture_output=True,
         text=True,
