@@ -160,12 +160,11 @@ class Sweep:
         self.running[trial.key] = (trial, handle, started)
 
     def _run_id(self, trial: Trial) -> int | None:
-        rows = T.list_runs(
-            self.store, tags={"sweep": self.name, "sweep_trial": trial.key}, limit=1
-        )
-        return rows[0]["id"] if rows else None
+        return T.trial_run_id(self.name, trial.key, self.store)
 
-    def _finish(self, trial: Trial, returncode: int, started: float, stopped: bool):
+    def _finish(
+        self, trial: Trial, returncode: int, started: float, stopped: bool
+    ) -> None:
         ended = time.time()
         tail = _tail(self._log_path(trial))
         if stopped:

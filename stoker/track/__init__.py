@@ -43,6 +43,7 @@ from stoker.track._sweeps import (
     param,
     record_sweep,
     record_trial,
+    trial_run_id,
 )
 from stoker.track._sync import copy_runs, sync_spools
 from stoker.track._url import mask
@@ -77,6 +78,7 @@ __all__ = [
     "resolve_path",
     "sync_spools",
     "track",
+    "trial_run_id",
 ]
 
 

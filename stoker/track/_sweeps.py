@@ -146,6 +146,18 @@ def record_trial(
         )
 
 
+def trial_run_id(sweep: str, trial: str, store: StorePath = None) -> int | None:
+    """The id of the (latest) run a sweep's trial tracked, or None."""
+    with Store.open(store) as st:
+        rows = st._rows(
+            "SELECT a.run_id FROM tags a JOIN tags b ON b.run_id = a.run_id "
+            "WHERE a.key = 'sweep' AND a.value = ? AND b.key = 'sweep_trial' "
+            "AND b.value = ? ORDER BY a.run_id DESC LIMIT 1",
+            (sweep, trial),
+        )
+    return int(rows[0]["run_id"]) if rows else None
+
+
 def get_sweep(name: str, store: StorePath = None) -> dict[str, Any]:
     """A sweep: its grid, command, options and status, and ``trials`` (in order).
 
