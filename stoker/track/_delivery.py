@@ -103,7 +103,10 @@ class Delivery:
         except StoreUnavailable as e:
             if self._remote is None:
                 return self._failed(e)
-            self._start_spooling(e, now)
+            try:
+                self._start_spooling(e, now)
+            except StoreError as no_spool:  # keep the writes in memory, retry
+                return self._failed(no_spool)
             return self.send(chunks, now)
         except StoreError as e:
             return self._failed(e)
@@ -130,10 +133,6 @@ class Delivery:
 
     def _start_spooling(self, why: StoreError, now: float) -> None:
         assert self._remote is not None
-        if self._store is not None:
-            with contextlib.suppress(Exception):
-                self._store.close()
-            self._store = None
         r = self._remote
         pid = os.getpid()
         meta = {
@@ -146,6 +145,10 @@ class Delivery:
             "spooled_at": now,
         }
         self._spool = Spool.create(r.spool_dir, r.uid, meta)
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+            self._store = None
         self._next_connect = now + RECONNECT_EVERY_S
         self.error = why
         _log.warning(

@@ -296,6 +296,9 @@ class Writer:
             self._pending.clear()
             self._last_heartbeat = now
         if not self._unsent:
+            if due and self._delivery.spool_path is not None:
+                # Nothing to write, but try the server again at the usual pace.
+                return self._delivery.send(self._unsent, now)
             return True
         return self._delivery.send(self._unsent, now, retry_now=final is not None)
 

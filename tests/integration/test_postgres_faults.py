@@ -188,3 +188,28 @@ def test_no_password_is_recorded_in_the_run(pg_url):
     assert pg.PASSWORD not in everything
     assert "postgresql://stoker:***@" in everything  # the command, masked
     assert pg.PASSWORD not in out + err
+
+
+def test_an_idle_spooling_run_reaches_the_server_on_its_own(
+    pg_server, pg_url, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("STOKER_SPOOL", str(tmp_path / "spool"))
+    pg_server.stop()
+    try:
+        run = T.track("late", store=pg_url, capture=False, sample=False).start()
+        run.log(step=0, x=1.0)
+        run.flush()
+        assert run.id is None and run._writer.spool_path is not None
+    finally:
+        pg_server.start()
+    try:
+        deadline = time.monotonic() + 20  # the writer retries every 2 s
+        while run.id is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run.id is not None, "the writer did not reach the server again"
+        assert _points(pg_url, run.id) == [(0, 1.0)]
+        assert T.get_run(run.id, pg_url)["status"] == "running"
+    finally:
+        run.end()
+    assert T.get_run(run.id, pg_url)["status"] == "finished"
+    assert not list((tmp_path / "spool").glob("*.db"))
