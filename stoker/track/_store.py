@@ -28,6 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from stoker._errors import StoreError
 from stoker.track._db import Db
 from stoker.track._url import resolve
 
@@ -99,6 +100,20 @@ class Store:
         # Ids of rows created in committed transactions, cleared on any rollback.
         self._series: dict[tuple[int, str, str], int] = {}
         self._loaders: dict[tuple[int, str], int] = {}
+
+    @property
+    def _conn(self) -> Any:
+        """The SQLite connection, for code written before the PostgreSQL store.
+
+        New code uses ``self._rows(sql, args)`` or ``self._db``, which run on both.
+        """
+        conn = getattr(self._db, "conn", None)
+        if conn is None:
+            raise StoreError(
+                f"{self.path}: this code uses the SQLite connection directly; use "
+                "Store._rows() / Store._db, which work on PostgreSQL too"
+            )
+        return conn
 
     @classmethod
     def open(
