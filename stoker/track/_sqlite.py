@@ -1,11 +1,13 @@
 """Finding, checking and opening the SQLite file of a store.
 
-What is refused, before SQLite may write anything: a directory, a URL, a file that is
+What is refused, before SQLite may write anything: a directory, a file that is
 not SQLite (its header is read first), an SQLite database that is not a stoker store
 (``PRAGMA application_id``; an empty database is fine), a store from a newer stoker,
 and for a tracking run a file or directory it may not write. Readers open a store
 they cannot write read-only (and, when even the WAL's ``-shm`` file cannot be made,
 as immutable). A store is switched to WAL and migrated on first write-open.
+(A ``postgresql://`` URL never gets here: ``Store.open`` sends it to ``_postgres``;
+another URL is refused by ``_url.resolve``.)
 """
 
 from __future__ import annotations
