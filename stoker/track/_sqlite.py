@@ -244,6 +244,12 @@ def open_db(store: Path, create: bool) -> SqliteDb:
             use_wal(conn, path)
             if mig.schema_version(conn) < mig.LATEST:
                 mig.migrate(conn)
+        elif 0 < mig.schema_version(conn) < mig.LATEST:
+            raise StoreError(
+                f"{path} is from an older stoker (schema {mig.schema_version(conn)}) "
+                "and read-only here, so it cannot be upgraded; open it once where "
+                "it is writable (any `stoker runs` does), or copy it"
+            )
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as e:
         conn.close()

@@ -164,3 +164,28 @@ def test_the_cli_against_a_url_masks_its_password(pg_url):
     assert proc.returncode == 1
     assert "password authentication failed" in proc.stderr
     assert "wrong-pw" not in proc.stderr and "***" in proc.stderr
+
+
+def test_a_store_from_before_the_team_store_migrates_and_pushes(tmp_path, pg_url):
+    import sqlite3
+
+    from stoker.track import _migrations as mig
+
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old, isolation_level=None)
+    mig.migrate(conn, mig.MIGRATIONS[:1])  # a store written by the previous stoker
+    conn.execute(
+        "INSERT INTO runs (name, status, created_at, ended_at, heartbeat_at, host, "
+        "pid) VALUES ('legacy', 'finished', 1.0, 2.0, 2.0, 'h', 1)"
+    )
+    conn.close()
+    assert [r["name"] for r in T.list_runs(old)] == ["legacy"]  # readable as it is
+    with _quick("new", old):  # a tracking run migrates it
+        pass
+    assert mig.schema_version(sqlite3.connect(old)) == mig.LATEST
+    first = T.copy_runs(old, pg_url)
+    assert [r["status"] for r in first] == ["copied", "copied"]
+    assert first[0]["uid"].startswith("legacy-")  # derived, so stable
+    again = T.copy_runs(old, pg_url)
+    assert [r["status"] for r in again] == ["present", "present"]
+    assert sorted(r["name"] for r in T.list_runs(pg_url)) == ["legacy", "new"]
