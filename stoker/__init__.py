@@ -21,6 +21,7 @@ from stoker._errors import (
 from stoker._loader import Loader
 from stoker._sharding import shard_from_env
 from stoker._types import BatchEvent, Observer, observe_all
+from stoker.track._sweeps import param
 
 __version__ = "0.1.0.dev0"
 
@@ -39,6 +40,7 @@ __all__ = [
     "WorkerError",
     "empty",
     "observe_all",
+    "param",
     "rng",
     "shard_from_env",
     "track",

@@ -175,6 +175,9 @@ class LoaderOptions:
         )
         if self.use_multiprocessing:
             out["start_method"] = self.start_method or default_start_method()
+        files = getattr(source, "files", None)  # a source over files: the tracker
+        if isinstance(files, (list, tuple)):  # fingerprints them (by reference here)
+            out["source_files"] = files
         return out
 
 

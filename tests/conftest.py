@@ -39,3 +39,35 @@ def no_worker_threads_left():
         time.sleep(0.02)
     left = stoker_threads()
     assert not left, f"stoker threads left running: {[t.name for t in left]}"
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A PostgreSQL server for the session (tests/pg.py), stopped at the end."""
+    from tests import pg
+
+    why = pg.available()
+    if why:
+        pytest.skip(why)
+    server = pg.PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """The URL of a new, empty database on the session's PostgreSQL server."""
+    if not pg_server.running:  # a fault test stopped it and failed before restarting
+        pg_server.start()
+    return pg_server.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request, tmp_path):
+    """A new store of each kind: an SQLite path, then a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "store.db"
+    return request.getfixturevalue("pg_url")

@@ -17,6 +17,7 @@ _COMMANDS = {
     "demo": ("stoker.cli.demo", "demo"),
     "runs": ("stoker.cli.runs", "runs"),
     "ui": ("stoker.cli.ui", "ui"),
+    "sweep": ("stoker.cli.sweep", "sweep"),
 }
 
 

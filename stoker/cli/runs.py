@@ -1,4 +1,5 @@
-"""``stoker runs``: list, show, compare, export, re-run and delete tracked runs.
+"""``stoker runs``: list, show, compare, export, re-run and delete tracked runs;
+send spools (``sync``) and copy runs between stores (``push``, ``pull``).
 
 Thin: each command parses its options, calls one function of :mod:`stoker.track`
 and prints a rich table, or JSON with ``--json``. A store problem exits with status 1
@@ -118,7 +119,8 @@ store_option = click.option(
     "--store",
     type=click.Path(dir_okay=False),
     default=None,
-    help="The store's path [default: $STOKER_STORE, else .stoker/store.db].",
+    help="The store's path or postgresql:// URL [default: $STOKER_STORE, else "
+    ".stoker/store.db].",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
@@ -314,9 +316,11 @@ def _print_loaders(console: Any, loaders: list[dict[str, Any]]) -> None:
 
 
 @runs.command()
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=int, nargs=-1)
 @store_option
 @click.option("--all", "show_all", is_flag=True, help="Also the params that agree.")
+@click.option("--sweep", "sweep_name", metavar="NAME", help="A sweep's table instead.")
+@click.option("--metric", help="With --sweep: also this metric's median.")
 @json_option
 @click.pass_context
 def compare(
@@ -324,9 +328,24 @@ def compare(
     run_ids: tuple[int, ...],
     store: str | None,
     show_all: bool,
+    sweep_name: str | None,
+    metric: str | None,
     as_json: bool,
 ) -> None:
-    """Params that differ and last metric values of runs, side by side."""
+    """Params that differ, the data read and last metric values of runs, side by
+    side; or with --sweep NAME, the sweep's table."""
+    if sweep_name:
+        from stoker.cli.sweep import print_table
+        from stoker.sweep import sweep_rows
+
+        table = _call(sweep_rows, sweep_name, _store(ctx, store), metric=metric)
+        if _json(ctx, as_json):
+            _print_json(table)
+        else:
+            print_table(table, metric)
+        return
+    if not run_ids:
+        raise click.UsageError("give run ids to compare, or --sweep NAME")
     from stoker.track import compare_runs
 
     result = _call(compare_runs, list(run_ids), _store(ctx, store))
@@ -346,6 +365,16 @@ def compare(
         console.print(table)
     else:
         console.print("params: all equal" if result["params"] else "params: none")
+    if result["differing_data"]:
+        table = _table("data", *heads, title="the runs read different data")
+        table.add_row(
+            "data_version", *(_num(d["data_version"]) for d in result["data"])
+        )
+        table.add_row(
+            "fingerprints",
+            *(", ".join(d["fingerprints"]) or "-" for d in result["data"]),
+        )
+        console.print(table)
     table = _table("metric (last)", *heads, title="metrics")
     for key, values in result["metrics"].items():
         table.add_row(key, *(_num(x) for x in values))
@@ -422,3 +451,12 @@ def delete(
     for run_id in run_ids:
         _call(delete_run, run_id, _store(ctx, store), force=force)
         click.echo(f"deleted run {run_id}")
+
+
+# The team-store commands live in their own module; registered here so that
+# `stoker runs --help` lists them.
+from stoker.cli.runs_team import pull, push, sync  # noqa: E402
+
+runs.add_command(sync)
+runs.add_command(push)
+runs.add_command(pull)

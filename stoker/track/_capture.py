@@ -3,7 +3,8 @@
 Called once per run on the writer thread, so the git calls never delay the training
 loop. Nothing here raises: whatever cannot be found is left out and explained in
 ``git_note``. Environment variables are deliberately not recorded (they hold secrets);
-the command line is, so do not pass secrets as arguments to a tracked program.
+the command line is, with URL passwords masked, so do not pass other secrets as
+arguments to a tracked program.
 
 The uncommitted diff is ``git diff HEAD --binary`` (staged and unstaged changes to
 tracked files) plus every untracked, non-ignored file as a creation, so
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stoker.track._liveness import host
+from stoker.track._url import mask
 
 MAX_DIFF_BYTES = 10_000_000
 # Untracked files beyond this many are not put in the diff (a forgotten dataset
@@ -31,10 +33,14 @@ _GIT_TIMEOUT_S = 20.0
 
 
 def command() -> dict[str, Any]:
-    """The command line exactly as started (``sys.orig_argv``), interpreter and cwd."""
+    """The command line as started (``sys.orig_argv``), interpreter and cwd.
+
+    A password in a URL on the command line (``--store postgresql://u:pw@h/db``) is
+    masked: it is not recorded.
+    """
     argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
     return {
-        "command": json.dumps(argv),
+        "command": json.dumps([mask(a) for a in argv]),
         "executable": sys.executable,
         "cwd": os.getcwd(),
     }

@@ -2,8 +2,10 @@
 
 Migration ``n`` (1-based) takes a store from schema ``n - 1`` to ``n``; the schema
 number lives in SQLite's ``PRAGMA user_version`` and the file is marked as a stoker
-store by ``PRAGMA application_id``. A released migration is never changed: a new
-column or table is a new entry at the end of :data:`MIGRATIONS`.
+store by ``PRAGMA application_id``. The statements are SQLite's; a PostgreSQL store
+runs the same list, each statement translated by ``_postgres.ddl`` (types only). A
+released migration is never changed: a new column or table is a new entry at the end
+of :data:`MIGRATIONS`.
 
 Why the tables look as they do:
 
@@ -107,8 +109,49 @@ _V1 = (
     ) WITHOUT ROWID""",
 )
 
+# Version 2: the team store and sweeps.
+# - ``runs.uid``: a run's own id, made by the run, so a run that starts while its
+#   server is down can be created later from its spool, and copied between stores
+#   (push, pull) exactly once;
+# - ``run_writes``: the sequence number of every write transaction a run applied, so
+#   a write re-sent after a lost acknowledgement or from the spool is applied once;
+# - ``sweeps`` and ``sweep_trials``: a sweep's grid and what each trial did. A trial
+#   keeps its error and log tail even when it died before it could track a run.
+_V2 = (
+    "ALTER TABLE runs ADD COLUMN uid TEXT",
+    "CREATE UNIQUE INDEX runs_uid ON runs (uid)",
+    """CREATE TABLE run_writes (
+        run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID""",
+    """CREATE TABLE sweeps (
+        name TEXT NOT NULL PRIMARY KEY,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'stopped')),
+        created_at REAL NOT NULL,
+        ended_at REAL,
+        command TEXT NOT NULL,
+        grid TEXT NOT NULL,
+        options TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE sweep_trials (
+        sweep TEXT NOT NULL REFERENCES sweeps (name) ON DELETE CASCADE,
+        trial TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('running', 'finished', 'failed', 'stopped')),
+        run_id INTEGER,
+        started_at REAL,
+        ended_at REAL,
+        returncode INTEGER,
+        error TEXT,
+        log_tail TEXT,
+        PRIMARY KEY (sweep, trial)
+    ) WITHOUT ROWID""",
+)
+
 # Entry i holds the statements of migration i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 LATEST = len(MIGRATIONS)
 
 

@@ -185,8 +185,10 @@ def compare_runs(run_ids: Sequence[int], store: StorePath = None) -> dict[str, A
 
     Returns:
         ``runs`` (summaries), ``params`` and ``metrics`` (key -> one value per run,
-        None where a run lacks it) and ``differing_params`` (keys whose values are
-        not all equal).
+        None where a run lacks it), ``differing_params`` (keys whose values are
+        not all equal), ``data`` (per run: its ``data_version`` tag and its loaders'
+        data fingerprints) and ``differing_data`` (whether the runs read different
+        data by either).
 
     Raises:
         StoreError: a run does not exist, or the store cannot be read.
@@ -197,6 +199,20 @@ def compare_runs(run_ids: Sequence[int], store: StorePath = None) -> dict[str, A
         runs = [_one(st, i) for i in run_ids]
         params = st.key_values("params", list(run_ids))
         stats = st.series_stats(list(run_ids), "metric")
+        run_tags = st.key_values("tags", list(run_ids))
+        data = [
+            {
+                "data_version": run_tags[i].get("data_version"),
+                "fingerprints": sorted(
+                    {
+                        str(ld["settings"]["data_fingerprint"])
+                        for ld in st.loaders(i)
+                        if "data_fingerprint" in ld["settings"]
+                    }
+                ),
+            }
+            for i in run_ids
+        ]
     keys = sorted({k for i in run_ids for k in params[i]})
     side = {k: [params[i].get(k) for i in run_ids] for k in keys}
     differing = [
@@ -210,6 +226,8 @@ def compare_runs(run_ids: Sequence[int], store: StorePath = None) -> dict[str, A
         "runs": [{k: r[k] for k in _SUMMARY_KEYS} for r in runs],
         "params": side,
         "differing_params": differing,
+        "data": data,
+        "differing_data": len({json.dumps(d, sort_keys=True) for d in data}) > 1,
         "metrics": {
             k: [stats[i][k]["last"] if k in stats[i] else None for i in run_ids]
             for k in metric_keys

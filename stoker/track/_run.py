@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -35,8 +36,13 @@ from stoker._errors import StoreError
 from stoker._types import BatchEvent, observe_all
 from stoker.track import _validate
 from stoker.track._capture import command
+from stoker.track._db import StoreUnavailable
+from stoker.track._delivery import Remote
 from stoker.track._liveness import host, process_started_at
+from stoker.track._spool import spool_dir
 from stoker.track._store import Store
+from stoker.track._sweeps import sweep_params, sweep_tags
+from stoker.track._url import mask, resolve
 from stoker.track._writer import (
     BATCH,
     CLOSE,
@@ -95,9 +101,12 @@ class Run:
     """One tracked run. Make it with :func:`stoker.track`; see the module docstring.
 
     Attributes:
-        id: the run's id in the store (None until started).
+        id: the run's id in the store (None until started, and while a run that
+            started with its PostgreSQL server away has not reached it yet).
+        uid: the run's own unique id, the same in every store it is copied to.
         name: the run's name.
-        store: the store's absolute path (None until started).
+        store: the store's absolute path, or its URL with the password masked
+            (None until started).
         status: 'new', 'running', 'finished', 'failed' or 'killed'.
     """
 
@@ -110,18 +119,23 @@ class Run:
         tags: Mapping[str, Any] | None = None,
         capture: bool = True,
         sample: bool = True,
+        data_version: str | None = None,
     ) -> None:
-        self._spec = (name, params, store, tags, capture, sample)
+        self._spec = (name, params, store, tags, capture, sample, data_version)
         self.name = _validate.check_name(
             name if name is not None else _default_name(), "run"
         )
-        self._params = _encode("param", params or {})
-        self._tags = _encode("tag", tags or {})
+        # A sweep's trial records the sweep's params (the script's own win) and tags.
+        self._params = _encode("param", {**sweep_params(), **(params or {})})
+        all_tags = {**sweep_tags(), **(tags or {})}
+        if data_version is not None:
+            all_tags["data_version"] = data_version
+        self._tags = _encode("tag", all_tags)
         rerun_of = os.environ.get(RERUN_ENV)
         if rerun_of:
             self._tags.append(("rerun_of", rerun_of))
         self.id: int | None = None
-        self.store: Path | None = None
+        self.store: Path | str | None = None
         self.status = "new"
         self._queue: collections.deque[tuple] = collections.deque()
         # Observer reports are queued even before start(), so a loader made with
@@ -131,7 +145,7 @@ class Run:
         self._names: set[str] = set()
         self._next_step = 0
         self._writer: Writer | None = None
-        self._store: Store | None = None
+        self.uid: str | None = None
         self._observing: contextlib.AbstractContextManager[Any] | None = None
 
     def __repr__(self) -> str:
@@ -149,30 +163,57 @@ class Run:
             raise RuntimeError(
                 f"{self!r} was already started; call stoker.track(...) for a new run"
             )
-        store = Store.open(self._spec[2], create=True)
+        where = resolve(self._spec[2])
+        now = _time()
+        pid = os.getpid()
+        columns = dict(
+            uid=uuid.uuid4().hex,
+            name=self.name,
+            created_at=now,
+            heartbeat_at=now,
+            host=host(),
+            pid=pid,
+            pid_started_at=process_started_at(pid),
+            **command(),
+        )
+        remote = None
+        if isinstance(where, str):
+            remote = Remote(where, columns["uid"], columns, spool_dir())
+        store: Store | None = None
+        unavailable: StoreError | None = None
         try:
-            now = _time()
-            pid = os.getpid()
-            self.id = store.create_run(
-                name=self.name,
-                created_at=now,
-                heartbeat_at=now,
-                host=host(),
-                pid=pid,
-                pid_started_at=process_started_at(pid),
-                **command(),
-            )
-        except BaseException:
-            store.close()
-            raise
-        self._store, self.store = store, store.path
+            store = Store.open(where, create=True)
+        except StoreUnavailable as e:
+            if remote is None:
+                raise
+            unavailable = e  # the writer spools; the run goes on
+        if store is not None:
+            try:
+                self.id = store.create_run(**columns)
+            except StoreUnavailable as e:
+                store.close()
+                if remote is None:
+                    raise
+                store, unavailable = None, e
+            except BaseException:
+                store.close()
+                raise
+        self.store = store.path if store is not None else mask(str(where))
+        self.uid = columns["uid"]
         if self._params:
             self._queue.append((PARAMS, self._params))
         if self._tags:
             self._queue.append((TAGS, self._tags))
         capture, sample = self._spec[4], self._spec[5]
         self._writer = Writer(
-            store, self.id, self._queue, capture=capture, sample=sample
+            store,
+            self.id,
+            self._queue,
+            capture=capture,
+            sample=sample,
+            remote=remote,
+            on_run_id=self._set_id,
+            unavailable=unavailable,
         )
         self._writer.start()
         self.status = "running"
@@ -184,6 +225,10 @@ class Run:
             _open_runs.append(self)
         _register_atexit()
         return self
+
+    def _set_id(self, run_id: int) -> None:
+        # The writer thread created the run on a server that was away at start.
+        self.id = run_id
 
     def end(self, status: str = "finished", error: str | None = None) -> None:
         """Record the final status and write everything logged; idempotent.
@@ -200,7 +245,7 @@ class Run:
             raise ValueError(f"status={status!r}: use 'finished', 'failed' or 'killed'")
         if self.status != "running":
             return
-        assert self._writer is not None and self._store is not None
+        assert self._writer is not None
         self._log_put = _not_running
         self._put = _drop
         if self._observing is not None:
@@ -208,12 +253,22 @@ class Run:
         _active.set(tuple(r for r in _active.get() if r is not self))
         with _open_lock, contextlib.suppress(ValueError):
             _open_runs.remove(self)
-        if error is not None and len(error) > _MAX_ERROR_CHARS:
-            error = "...\n" + error[-_MAX_ERROR_CHARS:]
+        if error is not None:
+            error = mask(error)  # a traceback may quote a store URL
+            if len(error) > _MAX_ERROR_CHARS:
+                error = "...\n" + error[-_MAX_ERROR_CHARS:]
         written = self._writer.finish(status, error, _JOIN_TIMEOUT_S)
         self.status = status
         if not self._writer.alive:  # one stuck in a busy wait keeps its connection
-            self._store.close()
+            self._writer.close()
+        if self._writer.spooled_to is not None:
+            _log.warning(
+                "stoker.track: run %s ended with its data in the spool %s; send it "
+                "with `stoker runs sync` once the store %s answers",
+                self.id if self.id is not None else self.uid,
+                self._writer.spooled_to,
+                self.store,
+            )
         if not written and not self._writer.deleted:
             raise StoreError(
                 f"run {self.id} could not be completed in {self.store}: "
@@ -243,12 +298,20 @@ class Run:
         """Use as a decorator: every call of ``fn`` is a new run with these options."""
         if not callable(fn):
             raise TypeError(f"stoker.track(...) decorates a function, not {fn!r}")
-        name, params, store, tags, capture, sample = self._spec
+        name, params, store, tags, capture, sample, data_version = self._spec
         name = name or getattr(fn, "__name__", None)
 
         @functools.wraps(fn)
         def tracked(*args: P.args, **kwargs: P.kwargs) -> R:
-            run = Run(name, params, store, tags=tags, capture=capture, sample=sample)
+            run = Run(
+                name,
+                params,
+                store,
+                tags=tags,
+                capture=capture,
+                sample=sample,
+                data_version=data_version,
+            )
             with run:
                 return fn(*args, **kwargs)
 
@@ -361,6 +424,7 @@ def track(
     tags: Mapping[str, Any] | None = None,
     capture: bool = True,
     sample: bool = True,
+    data_version: str | None = None,
 ) -> Any:
     """Open a tracked run: ``with stoker.track("mnist", params={...}) as run:``.
 
@@ -371,11 +435,13 @@ def track(
     Args:
         name: the run's name; default: the script's name.
         params: parameters to record (JSON values; others as ``str()``).
-        store: the store's path; default ``$STOKER_STORE``, else
-            ``.stoker/store.db`` under the working directory.
+        store: the store's path or ``postgresql://`` URL; default
+            ``$STOKER_STORE``, else ``.stoker/store.db`` under the working directory.
         tags: text labels to record.
         capture: record git commit, branch and diff, Python and package versions.
         sample: sample the process's CPU and memory every second.
+        data_version: your name for the data the run reads (recorded as the tag
+            ``data_version``; ``stoker runs compare`` shows when it differs).
 
     Returns:
         A :class:`Run`, not yet started (``with`` starts it); or, when ``name`` is a
@@ -384,9 +450,12 @@ def track(
     Raises:
         TypeError, ValueError: a param or tag name or value is unusable.
     """
+    options: dict[str, Any] = dict(
+        tags=tags, capture=capture, sample=sample, data_version=data_version
+    )
     if callable(name):
-        return Run(None, params, store, tags=tags, capture=capture, sample=sample)(name)
-    return Run(name, params, store, tags=tags, capture=capture, sample=sample)
+        return Run(None, params, store, **options)(name)
+    return Run(name, params, store, **options)
 
 
 def active_run() -> Run | None:

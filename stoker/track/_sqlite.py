@@ -1,25 +1,30 @@
 """Finding, checking and opening the SQLite file of a store.
 
-What is refused, before SQLite may write anything: a directory, a URL, a file that is
+What is refused, before SQLite may write anything: a directory, a file that is
 not SQLite (its header is read first), an SQLite database that is not a stoker store
 (``PRAGMA application_id``; an empty database is fine), a store from a newer stoker,
 and for a tracking run a file or directory it may not write. Readers open a store
 they cannot write read-only (and, when even the WAL's ``-shm`` file cannot be made,
 as immutable). A store is switched to WAL and migrated on first write-open.
+(A ``postgresql://`` URL never gets here: ``Store.open`` sends it to ``_postgres``;
+another URL is refused by ``_url.resolve``.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from stoker._errors import StoreError
 from stoker.track import _migrations as mig
+from stoker.track._url import DEFAULT_STORE, STORE_ENV, resolve
 
-DEFAULT_STORE = Path(".stoker") / "store.db"
-STORE_ENV = "STOKER_STORE"
+__all__ = ["DEFAULT_STORE", "STORE_ENV", "SqliteDb", "open_db", "resolve_path"]
 # How long one statement waits for another process's write lock before failing; a
 # write transaction lasts milliseconds, so 10 s only runs out on a stuck store.
 _BUSY_TIMEOUT_S = 10.0
@@ -31,20 +36,13 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 def resolve_path(store: str | os.PathLike[str] | None = None) -> Path:
     """The store's absolute path: ``store``, else ``$STOKER_STORE``, else the default.
 
-    The default is ``.stoker/store.db`` under the current working directory.
+    The default is ``.stoker/store.db`` under the current working directory. A
+    ``postgresql://`` URL is returned as it is (a ``str``; see ``_url.resolve``).
 
     Raises:
-        StoreError: ``store`` is a URL; only SQLite files are supported so far.
+        StoreError: ``store`` is a URL of another database.
     """
-    if store is None:
-        store = os.environ.get(STORE_ENV) or DEFAULT_STORE
-    text = os.fspath(store)
-    if "://" in text:
-        raise StoreError(
-            f"store {text!r}: only SQLite files are supported so far; pass a file "
-            "path such as '.stoker/store.db'"
-        )
-    return Path(text).expanduser().absolute()
+    return resolve(store)  # type: ignore[return-value]
 
 
 def _refuse_foreign_file(path: Path) -> None:
@@ -123,14 +121,82 @@ def use_wal(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("PRAGMA synchronous = NORMAL")
 
 
-def open_connection(
-    store: str | os.PathLike[str] | None, create: bool
-) -> tuple[Path, sqlite3.Connection, bool]:
-    """Find, check and open a store's file; returns (path, connection, read-only).
+class SqliteDb:
+    """An open SQLite store file (see ``_db.Db``); one thread uses it at a time.
+
+    Each write is one ``BEGIN IMMEDIATE`` transaction: it takes the write lock first
+    (waiting up to the busy timeout) instead of upgrading a read lock mid-way, which
+    SQLite refuses at once with "database is locked".
+    """
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool) -> None:
+        self.where = path
+        self.readonly = readonly
+        self.conn = conn
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as e:
+            raise StoreError(explain(self.where, e)) from e
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        with self._guard():
+            return self.conn.execute(sql, args).rowcount
+
+    def scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        with self._guard():
+            row = self.conn.execute(sql, args).fetchone()
+        return None if row is None else row[0]
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self._guard():
+            self.conn.executemany(sql, rows)
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self._guard():
+            return [dict(r) for r in self.conn.execute(sql, args)]
+
+    def one_of(self, column: str, count: int) -> str:
+        return f"{column} IN ({', '.join('?' * count)})"
+
+    def values_of(self, values: Sequence[Any]) -> list[Any]:
+        return list(values)
+
+    def insert_rows(
+        self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        marks = ", ".join("?" * len(columns))
+        self.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+        )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        conn = self.conn
+        with self._guard():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_db(store: Path, create: bool) -> SqliteDb:
+    """Find, check and open a store's file.
 
     See :meth:`stoker.track.Store.open` for ``create`` and the errors.
     """
-    path = resolve_path(store)
+    path = store
     if path.is_dir():
         raise StoreError(
             f"{path} is a directory; the store is a file, e.g. {path / 'store.db'}"
@@ -178,6 +244,12 @@ def open_connection(
             use_wal(conn, path)
             if mig.schema_version(conn) < mig.LATEST:
                 mig.migrate(conn)
+        elif 0 < mig.schema_version(conn) < mig.LATEST:
+            raise StoreError(
+                f"{path} is from an older stoker (schema {mig.schema_version(conn)}) "
+                "and read-only here, so it cannot be upgraded; open it once where "
+                "it is writable (any `stoker runs` does), or copy it"
+            )
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as e:
         conn.close()
@@ -185,7 +257,7 @@ def open_connection(
     except BaseException:
         conn.close()
         raise
-    return path, conn, readonly
+    return SqliteDb(path, conn, readonly)
 
 
 def explain(path: Path, e: sqlite3.Error) -> str:

@@ -1,16 +1,19 @@
 """The store's reads and writes: every SQL statement the tracker runs on a run.
 
-The schema is in ``_migrations``; finding, checking and opening the file in
-``_sqlite``. Keeping the SQL here lets a PostgreSQL store later be a second class with
-the same methods. The rules the methods keep:
+Rule: the SQL here is written once, in the subset SQLite and PostgreSQL both run, and
+goes through a ``_db.Db`` (``_sqlite.SqliteDb`` or ``_postgres.PostgresDb``), which
+translates placeholders and bulk inserts and nothing else. New queries follow suit:
+``?`` placeholders, ``ON CONFLICT`` rather than ``INSERT OR ...``, ``RETURNING``
+rather than ``lastrowid``, ``count(*) - count(x)`` rather than ``sum(x IS NULL)``;
+a long list of values is ``Db.one_of`` + ``Db.values_of`` (``IN (?, ...)`` works
+on both, but sends one parameter per value).
+The schema is in ``_migrations``. The rules the methods keep:
 
-- one connection per :class:`Store`, in autocommit mode; each write is one explicit
-  ``BEGIN IMMEDIATE`` transaction: it takes the write lock first (waiting up to the
-  busy timeout) instead of upgrading a read lock mid-transaction, which SQLite
-  refuses at once with "database is locked"; and a crash leaves either the whole
-  batch or none of it;
-- WAL journal with ``synchronous=NORMAL``: readers never block the writers, and a
-  committed transaction survives the death of the process.
+- each write is one transaction: a crash leaves either the whole batch or none;
+- a write that carries a sequence number (``Changes.seq``) is applied at most once
+  per run: re-sending it after a lost acknowledgement, or from a spool, is a no-op;
+- on SQLite, WAL journal with ``synchronous=NORMAL``: readers never block the
+  writers, and a committed transaction survives the death of the process.
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
-import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from stoker._errors import StoreError
-from stoker.track._sqlite import explain, open_connection
+from stoker.track._db import Db
+from stoker.track._url import resolve
 
 _RUN_COLUMNS = (
-    "id, name, status, created_at, ended_at, heartbeat_at, host, pid, "
+    "id, uid, name, status, created_at, ended_at, heartbeat_at, host, pid, "
     "pid_started_at, error, command, executable, cwd, git_root, git_commit, "
     "git_branch, git_dirty, git_note, environment, length(git_diff) AS git_diff_bytes"
 )
@@ -60,6 +64,7 @@ class Changes:
     )
     capture: dict[str, Any] | None = None  # runs columns: git_*, environment
     final: tuple[str, float, str | None] | None = None  # status, ended_at, error
+    seq: int | None = None  # the run's write number: applied once (see the module)
 
     def empty(self) -> bool:
         """Whether only the heartbeat would be written."""
@@ -77,18 +82,38 @@ class Changes:
 
 
 class Store:
-    """An open SQLite store. Not thread-safe: one thread uses it at a time.
+    """An open store (SQLite file or PostgreSQL). Not thread-safe: one thread at a time.
 
     Use :meth:`open`; ``close()`` is idempotent.
+
+    Attributes:
+        path: the SQLite file, or the PostgreSQL URL with its password masked.
+        dialect: 'sqlite' or 'postgresql'.
+        readonly: whether writes are refused.
     """
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, readonly: bool) -> None:
-        self.path = path
-        self.readonly = readonly
-        self._conn = conn
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self.path: Path | str = db.where
+        self.dialect = db.dialect
+        self.readonly = db.readonly
         # Ids of rows created in committed transactions, cleared on any rollback.
         self._series: dict[tuple[int, str, str], int] = {}
         self._loaders: dict[tuple[int, str], int] = {}
+
+    @property
+    def _conn(self) -> Any:
+        """The SQLite connection, for code written before the PostgreSQL store.
+
+        New code uses ``self._rows(sql, args)`` or ``self._db``, which run on both.
+        """
+        conn = getattr(self._db, "conn", None)
+        if conn is None:
+            raise StoreError(
+                f"{self.path}: this code uses the SQLite connection directly; use "
+                "Store._rows() / Store._db, which work on PostgreSQL too"
+            )
+        return conn
 
     @classmethod
     def open(
@@ -97,21 +122,35 @@ class Store:
         """Open (and with ``create``, create or migrate) the store.
 
         Args:
-            store: the store's path; default ``$STOKER_STORE`` or
-                ``.stoker/store.db`` under the working directory.
+            store: the store's path or ``postgresql://`` URL; default
+                ``$STOKER_STORE`` or ``.stoker/store.db`` under the working directory.
             create: create a missing store and bring an old one to the current
                 schema, as a tracking run does. Readers pass False: a missing store
                 is an error, and a store they cannot write is opened read-only.
 
         Raises:
             StoreError: the path is missing (without ``create``), a directory, not a
-                stoker store, from a newer stoker, or cannot be opened or written.
+                stoker store, from a newer stoker, or cannot be opened or written;
+                ``_db.StoreUnavailable`` (a StoreError) when a server is unreachable.
         """
-        return cls(*open_connection(store, create))
+        where = resolve(store)
+        if isinstance(where, str):
+            from stoker.track._postgres import PostgresDb
+
+            pg = PostgresDb(where)
+            try:
+                pg.migrate(create)
+            except BaseException:
+                pg.close()
+                raise
+            return cls(pg)
+        from stoker.track._sqlite import open_db
+
+        return cls(open_db(where, create))
 
     def close(self) -> None:
         """Close the connection; idempotent."""
-        self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -120,90 +159,118 @@ class Store:
         self.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
+    def _transaction(self) -> Iterator[Db]:
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as e:
+            with self._db.transaction():
+                yield self._db
+        except BaseException:
             self._series.clear()
             self._loaders.clear()
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise StoreError(explain(self.path, e)) from e
             raise
 
     # -- writes -----------------------------------------------------------------------
     def create_run(self, **columns: Any) -> int:
-        """Insert a 'running' run with these ``runs`` columns; returns its id."""
+        """Insert a 'running' run with these ``runs`` columns; returns its id.
+
+        With a ``uid`` column, creating the same run again returns the first one's id.
+        """
         names = ", ".join(columns)
         marks = ", ".join("?" * len(columns))
-        with self._transaction() as conn:
-            cur = conn.execute(
-                f"INSERT INTO runs (status, {names}) VALUES ('running', {marks})",
-                tuple(columns.values()),
+        with self._transaction() as db:
+            if "uid" in columns:
+                found = db.scalar(
+                    "SELECT id FROM runs WHERE uid = ?", (columns["uid"],)
+                )
+                if found is not None:
+                    return int(found)
+            return int(
+                db.scalar(
+                    f"INSERT INTO runs (status, {names}) VALUES ('running', {marks}) "
+                    "RETURNING id",
+                    tuple(columns.values()),
+                )
             )
-            return int(cur.lastrowid or 0)
+
+    def run_id(self, uid: str) -> int | None:
+        """The id of the run with this ``uid``, or None."""
+        found = self._db.scalar("SELECT id FROM runs WHERE uid = ?", (uid,))
+        return None if found is None else int(found)
 
     def write(self, run_id: int, ch: Changes) -> bool:
         """Apply ``ch`` to a run in one transaction; False if the run was deleted.
 
         The heartbeat also turns a run a reader wrongly presumed killed (its process
-        was suspended, say) back to 'running'.
+        was suspended, say) back to 'running'. A ``ch.seq`` the run already applied
+        is skipped (True).
         """
-        with self._transaction() as conn:
-            cur = conn.execute(
+        with self._transaction() as db:
+            if ch.seq is not None and not db.execute(
+                "INSERT INTO run_writes (run_id, seq) SELECT id, ? FROM runs "
+                "WHERE id = ? ON CONFLICT (run_id, seq) DO NOTHING",
+                (ch.seq, run_id),
+            ):
+                return db.scalar("SELECT 1 FROM runs WHERE id = ?", (run_id,)) == 1
+            changed = db.execute(
                 "UPDATE runs SET heartbeat_at = ?, "
                 "ended_at = CASE status WHEN 'killed' THEN NULL ELSE ended_at END, "
                 "status = CASE status WHEN 'killed' THEN 'running' ELSE status END "
                 "WHERE id = ?",
                 (ch.heartbeat, run_id),
             )
-            if cur.rowcount == 0:
+            if changed == 0:
                 return False
             if ch.capture:
                 sets = ", ".join(f"{k} = ?" for k in ch.capture)
-                conn.execute(
+                db.execute(
                     f"UPDATE runs SET {sets} WHERE id = ?",
                     (*ch.capture.values(), run_id),
                 )
             for table, rows in (("params", ch.params), ("tags", ch.tags)):
-                conn.executemany(
+                db.executemany(
                     f"INSERT INTO {table} (run_id, key, value) VALUES (?, ?, ?) "
                     "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                     [(run_id, k, v) for k, v in rows],
                 )
             for key, started, settings in ch.loader_starts:
-                conn.execute(
-                    "INSERT OR IGNORE INTO loaders "
-                    "(run_id, loader_key, started_at, settings) VALUES (?, ?, ?, ?)",
+                db.execute(
+                    "INSERT INTO loaders (run_id, loader_key, started_at, settings) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (run_id, loader_key) DO NOTHING",
                     (run_id, key, started, settings),
                 )
-            conn.executemany(
-                "INSERT INTO points (series_id, step, time, value) VALUES (?, ?, ?, ?)",
+            db.insert_rows(
+                "points",
+                ("series_id", "step", "time", "value"),
                 self._point_rows(run_id, ch.points),
             )
-            conn.executemany(
-                "INSERT INTO loader_batches (loader_id, epoch, position, "
-                "source_index, time, wait_s, produce_s, queue_depth, nbytes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.insert_rows(
+                "loader_batches",
+                (
+                    "loader_id",
+                    "epoch",
+                    "position",
+                    "source_index",
+                    "time",
+                    "wait_s",
+                    "produce_s",
+                    "queue_depth",
+                    "nbytes",
+                ),
                 [(self._loader_id(run_id, b[0], b[4]), *b[1:]) for b in ch.batches],
             )
-            conn.executemany(
-                "INSERT OR REPLACE INTO loader_epochs (loader_id, epoch, time, "
-                "summary) VALUES (?, ?, ?, ?)",
+            db.executemany(
+                "INSERT INTO loader_epochs (loader_id, epoch, time, summary) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (loader_id, epoch) DO UPDATE SET "
+                "time = excluded.time, summary = excluded.summary",
                 [(self._loader_id(run_id, k, t), e, t, s) for k, e, t, s in ch.epochs],
             )
             for key, summary, closed in ch.summaries:
-                conn.execute(
+                db.execute(
                     "UPDATE loaders SET summary = ?, "
                     "closed_at = coalesce(?, closed_at) WHERE id = ?",
                     (summary, closed, self._loader_id(run_id, key, time.time())),
                 )
             if ch.final:
-                conn.execute(
+                db.execute(
                     "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE id = ?",
                     (*ch.final, run_id),
                 )
@@ -211,26 +278,30 @@ class Store:
 
     def _point_rows(
         self, run_id: int, points: list[tuple[str, str, int, float, float]]
-    ) -> list[tuple[int, int, float, float]]:
+    ) -> list[tuple[int, int, float, float | None]]:
         ids: dict[tuple[str, str], int] = {}
         rows = []
         for kind, key, step, t, value in points:
             sid = ids.get((kind, key))
             if sid is None:
                 sid = ids[kind, key] = self._series_id(run_id, kind, key)
-            rows.append((sid, step, t, value))
+            # NaN is stored as NULL on both databases (SQLite does it anyway;
+            # PostgreSQL would keep a NaN that sorts above every number).
+            rows.append((sid, step, t, None if math.isnan(value) else value))
         return rows
 
     def _series_id(self, run_id: int, kind: str, key: str) -> int:
         k = (run_id, kind, key)
         sid = self._series.get(k)
         if sid is None:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO series (run_id, kind, key) VALUES (?, ?, ?)", k
+            self._db.execute(
+                "INSERT INTO series (run_id, kind, key) VALUES (?, ?, ?) "
+                "ON CONFLICT (run_id, kind, key) DO NOTHING",
+                k,
             )
-            sid = self._conn.execute(
+            sid = self._db.scalar(
                 "SELECT id FROM series WHERE run_id = ? AND kind = ? AND key = ?", k
-            ).fetchone()[0]
+            )
             self._series[k] = sid
         return sid
 
@@ -239,31 +310,33 @@ class Store:
         lid = self._loaders.get(k)
         if lid is None:
             # A loader whose start was never reported still gets a row.
-            self._conn.execute(
-                "INSERT OR IGNORE INTO loaders (run_id, loader_key, started_at, "
-                "settings) VALUES (?, ?, ?, '{}')",
+            self._db.execute(
+                "INSERT INTO loaders (run_id, loader_key, started_at, settings) "
+                "VALUES (?, ?, ?, '{}') ON CONFLICT (run_id, loader_key) DO NOTHING",
                 (run_id, key, started),
             )
-            lid = self._conn.execute(
+            lid = self._db.scalar(
                 "SELECT id FROM loaders WHERE run_id = ? AND loader_key = ?", k
-            ).fetchone()[0]
+            )
             self._loaders[k] = lid
         return lid
 
     def mark_killed(self, run_id: int, heartbeat_at: float) -> bool:
         """Mark a 'running' run killed if its heartbeat is still ``heartbeat_at``."""
-        with self._transaction() as conn:
-            cur = conn.execute(
-                "UPDATE runs SET status = 'killed', ended_at = heartbeat_at "
-                "WHERE id = ? AND status = 'running' AND heartbeat_at = ?",
-                (run_id, heartbeat_at),
+        with self._transaction() as db:
+            return (
+                db.execute(
+                    "UPDATE runs SET status = 'killed', ended_at = heartbeat_at "
+                    "WHERE id = ? AND status = 'running' AND heartbeat_at = ?",
+                    (run_id, heartbeat_at),
+                )
+                > 0
             )
-            return cur.rowcount > 0
 
     def delete_run(self, run_id: int) -> bool:
         """Delete a run and all it owns; False if there was no such run."""
-        with self._transaction() as conn:
-            return conn.execute("DELETE FROM runs WHERE id = ?", (run_id,)).rowcount > 0
+        with self._transaction() as db:
+            return db.execute("DELETE FROM runs WHERE id = ?", (run_id,)) > 0
 
     def set_tags(self, run_id: int, tags: dict[str, str | None]) -> bool:
         """Set (or, for None, remove) tags of a run; False if there is no such run.
@@ -289,10 +362,7 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        try:
-            return [dict(r) for r in self._conn.execute(sql, args)]
-        except sqlite3.Error as e:
-            raise StoreError(explain(self.path, e)) from e
+        return self._db.rows(sql, args)
 
     def runs(
         self,
@@ -303,14 +373,14 @@ class Store:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Run rows, newest first, without the diff (``git_diff_bytes`` gives size)."""
-        where: list[str] = ["1"]
+        where: list[str] = ["1 = 1"]
         args: list[Any] = []
         if ids is not None:
-            where.append(f"id IN ({', '.join('?' * len(ids))})")
-            args.extend(ids)
+            where.append(self._db.one_of("id", len(ids)))
+            args.extend(self._db.values_of(ids))
         if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            args.extend(statuses)
+            where.append(self._db.one_of("status", len(statuses)))
+            args.extend(self._db.values_of(statuses))
         if since is not None:
             where.append("created_at >= ?")
             args.append(since)
@@ -334,9 +404,9 @@ class Store:
         """``params`` (JSON-decoded) or ``tags`` of each run."""
         assert table in ("params", "tags")
         out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
-        marks = ", ".join("?" * len(run_ids))
-        sql = f"SELECT run_id, key, value FROM {table} WHERE run_id IN ({marks})"
-        for r in self._rows(sql + " ORDER BY key", run_ids):
+        match = self._db.one_of("run_id", len(run_ids))
+        sql = f"SELECT run_id, key, value FROM {table} WHERE {match}"
+        for r in self._rows(sql + " ORDER BY key", self._db.values_of(run_ids)):
             value = json.loads(r["value"]) if table == "params" else r["value"]
             out[r["run_id"]][r["key"]] = value
         return out
@@ -344,17 +414,17 @@ class Store:
     def series_stats(self, run_ids: Sequence[int], kind: str) -> dict[int, dict]:
         """Per run and key: last point (highest step, then latest) and aggregates."""
         out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
-        marks = ", ".join("?" * len(run_ids))
+        match = self._db.one_of("s.run_id", len(run_ids))
         sql = f"""
             SELECT s.run_id, s.key, count(*) AS count,
-                   sum(p.value IS NULL) AS nan_count, min(p.value) AS min,
+                   count(*) - count(p.value) AS nan_count, min(p.value) AS min,
                    max(p.value) AS max, avg(p.value) AS mean,
                    (SELECT q.rowid FROM points q WHERE q.series_id = s.id
                     ORDER BY q.step DESC, q.rowid DESC LIMIT 1) AS last_rowid
             FROM series s JOIN points p ON p.series_id = s.id
-            WHERE s.run_id IN ({marks}) AND s.kind = ?
+            WHERE {match} AND s.kind = ?
             GROUP BY s.id ORDER BY s.key"""
-        stats = self._rows(sql, (*run_ids, kind))
+        stats = self._rows(sql, (*self._db.values_of(run_ids), kind))
         if not stats:
             return out
         last_ids = [r["last_rowid"] for r in stats]
@@ -362,8 +432,8 @@ class Store:
             r["rowid"]: r
             for r in self._rows(
                 "SELECT rowid, step, time, value FROM points "
-                f"WHERE rowid IN ({', '.join('?' * len(last_ids))})",
-                last_ids,
+                f"WHERE {self._db.one_of('rowid', len(last_ids))}",
+                self._db.values_of(last_ids),
             )
         }
         for r in stats:
@@ -410,7 +480,7 @@ class Store:
         return self._rows(
             "SELECT min(p.step) AS step_min, max(p.step) AS step_max, "
             "min(p.value) AS min, max(p.value) AS max, avg(p.value) AS mean, "
-            "count(*) AS count, sum(p.value IS NULL) AS nan_count "
+            "count(*) AS count, count(*) - count(p.value) AS nan_count "
             "FROM points p JOIN series s ON s.id = p.series_id "
             "WHERE s.run_id = ? AND s.kind = ? AND s.key = ? "
             "GROUP BY (p.step - ?) / ? ORDER BY step_min",

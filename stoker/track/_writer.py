@@ -9,7 +9,10 @@ the heartbeat, and writes it all in one transaction. So:
   store even if the process is SIGKILLed now (the issue asks for one second);
 - a failed write (store locked past the busy timeout, disk full) keeps the items and
   retries on the next wake-up; it is logged once, and reported by ``finish()``;
-- the queue is unbounded: while the store refuses writes, memory grows.
+- each write gets the next sequence number when it is formed and keeps it until the
+  store has it, so a write retried after an unknown outcome is applied once;
+- a team store that is away: writes go to the run's spool instead (``_delivery``);
+- the queue is unbounded: while a local store refuses writes, memory grows.
 
 Git and environment capture run on a helper thread so a slow ``git diff`` never delays
 a flush; ``finish()`` waits for it (at most :data:`_CAPTURE_TIMEOUT_S`).
@@ -23,10 +26,14 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from stoker._errors import StoreError
 from stoker.track import _capture
+from stoker.track._delivery import Delivery, Remote
+from stoker.track._fingerprint import with_fingerprint
 from stoker.track._liveness import HEARTBEAT_EVERY_S
 from stoker.track._sampler import SAMPLE_EVERY_S, ProcessSampler
 from stoker.track._store import Changes, Store
@@ -94,7 +101,8 @@ def changes(items: list[tuple], now: float) -> Changes:
         elif kind == TAGS:
             ch.tags.extend(item[1])
         elif kind == LOADER_START:
-            ch.loader_starts.append((item[2], item[1], _json(item[3])))
+            settings = with_fingerprint(item[3])
+            ch.loader_starts.append((item[2], item[1], _json(settings)))
         elif kind == EPOCH:
             _, t, key, epoch, summary = item
             ch.epochs.append((key, epoch, t, _json(summary)))
@@ -112,15 +120,19 @@ class Writer:
 
     def __init__(
         self,
-        store: Store,
-        run_id: int,
+        store: Store | None,
+        run_id: int | None,
         queue: collections.deque,
         *,
         capture: bool = True,
         sample: bool = True,
+        remote: Remote | None = None,
+        on_run_id: Callable[[int], None] = lambda _: None,
+        unavailable: StoreError | None = None,
     ) -> None:
-        self._store = store
-        self._run_id = run_id
+        self._delivery = Delivery(store, run_id, remote, on_run_id, unavailable)
+        self._unsent: list[Changes] = []  # formed writes, oldest first
+        self._seq = 0
         self._queue = queue
         self._sample = sample
         self._pending: list[tuple] = []
@@ -133,16 +145,38 @@ class Writer:
         self._final: tuple[str, float, str | None] | None = None
         self._last_heartbeat = 0.0
         self._sample_step = 0
-        self.error: BaseException | None = None  # the last write failure, if any
-        self.deleted = False  # the run was deleted from the store while running
         self.final_written = False
+        self.spooled_to: Path | None = None  # the spool left when the run ended
         self._capture_thread = threading.Thread(
-            target=self._capture, name=f"stoker-track-capture-{run_id}", daemon=True
+            target=self._capture,
+            name=f"stoker-track-capture-{run_id or 'spooled'}",
+            daemon=True,
         )
         self._thread = threading.Thread(
-            target=self._main, name=f"stoker-track-writer-{run_id}", daemon=True
+            target=self._main,
+            name=f"stoker-track-writer-{run_id or 'spooled'}",
+            daemon=True,
         )
         self._want_capture = capture
+
+    @property
+    def error(self) -> BaseException | None:
+        """The last write failure, if any."""
+        return self._delivery.error
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the run was deleted from the store while running."""
+        return self._delivery.deleted
+
+    @property
+    def spool_path(self) -> Path | None:
+        """The spool while the run spools."""
+        return self._delivery.spool_path
+
+    def close(self) -> None:
+        """Close the store (and a spool); after :meth:`finish`."""
+        self.spooled_to = self._delivery.close()
 
     @property
     def alive(self) -> bool:
@@ -247,40 +281,32 @@ class Writer:
 
     def _cycle(self, now: float, final: tuple | None = None) -> bool:
         self._drain()
-        due = now - self._last_heartbeat >= HEARTBEAT_EVERY_S
-        if self.deleted or not (self._pending or due or final):
+        if self.deleted:
             return True
-        ch = changes(self._pending, now)
-        ch.final = final
-        try:
-            exists = self._store.write(self._run_id, ch)
-        except StoreError as e:
-            if self.error is None:
-                _log.warning(
-                    "stoker.track: run %s not written yet: %s", self._run_id, e
-                )
-            self.error = e
-            return False
-        except Exception as e:  # a bug must not kill the writer silently
-            _log.exception("stoker.track: run %s write failed", self._run_id)
-            self.error = e
-            return False
-        self._pending.clear()
-        self._last_heartbeat = now
-        self.error = None
-        if not exists:
-            self.deleted = True
-            _log.warning(
-                "stoker.track: run %s was deleted from the store while running; "
-                "its further data is dropped",
-                self._run_id,
-            )
-        return True
+        due = now - self._last_heartbeat >= HEARTBEAT_EVERY_S
+        # A write that only refreshes the heartbeat is not formed while older ones
+        # wait (they carry one) or while spooling (nobody could see it).
+        idle = self._unsent or self._delivery.spool_path is not None
+        if self._pending or final or (due and not idle):
+            ch = changes(self._pending, now)
+            ch.final = final
+            self._seq += 1
+            ch.seq = self._seq
+            self._unsent.append(ch)
+            self._pending.clear()
+            self._last_heartbeat = now
+        if not self._unsent:
+            if due and self._delivery.spool_path is not None:
+                # Nothing to write, but try the server again at the usual pace.
+                return self._delivery.send(self._unsent, now)
+            return True
+        return self._delivery.send(self._unsent, now, retry_now=final is not None)
 
     def _write_final(self) -> None:
-        for attempt in range(_FINAL_ATTEMPTS):
-            if attempt:
-                time.sleep(_RETRY_PAUSE_S)
-            if self._cycle(time.time(), final=self._final):
-                self.final_written = not self.deleted
-                return
+        ok = self._cycle(time.time(), final=self._final)
+        for _ in range(_FINAL_ATTEMPTS - 1):
+            if ok:
+                break
+            time.sleep(_RETRY_PAUSE_S)
+            ok = self._delivery.send(self._unsent, time.time())
+        self.final_written = ok and not self.deleted

@@ -15,8 +15,8 @@ from stoker.cli import main
 
 
 @pytest.fixture
-def store(tmp_path):
-    path = tmp_path / "store.db"
+def store(any_store):
+    path = any_store
     for name, lr in (("alpha", 0.1), ("beta", 0.2)):
         with T.track(name, {"lr": lr, "seed": 1}, path, capture=False) as run:
             run.set_tags(owner="me")

@@ -17,8 +17,8 @@ from stoker.track._store import Changes, Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    return tmp_path / "store.db"
+def store(any_store):
+    return any_store
 
 
 def quick(name, store, **kw):
@@ -112,14 +112,14 @@ def test_delete_removes_everything_the_run_owned(store, three_runs):
     T.delete_run(three_runs[0], store)
     assert [r["id"] for r in T.list_runs(store)] == three_runs[:0:-1]
     with Store.open(store) as st:
-        conn = st._conn
-        orphans = conn.execute(
+        db = st._db
+        orphans = db.scalar(
             "SELECT count(*) FROM points p LEFT JOIN series s ON s.id = p.series_id "
             "WHERE s.id IS NULL"
-        ).fetchone()[0]
-        series = conn.execute(
+        )
+        series = db.scalar(
             "SELECT count(*) FROM series WHERE run_id = ?", (three_runs[0],)
-        ).fetchone()[0]
+        )
     assert orphans == 0 and series == 0
     with pytest.raises(StoreError, match="no run"):
         T.delete_run(three_runs[0], store)

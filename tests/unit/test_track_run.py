@@ -18,8 +18,13 @@ from stoker.track._store import Store
 
 
 @pytest.fixture
-def store(tmp_path):
-    return tmp_path / "store.db"
+def store(any_store):
+    return any_store
+
+
+def _heartbeat(store, run_id):
+    with Store.open(store) as st:
+        return st.runs(ids=[run_id])[0]["heartbeat_at"]
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +72,8 @@ def test_every_point_is_kept_even_repeated_steps(store):
         run.log(step=3, x=1.0)
         run.log(step=3, x=2.0)
         run.log(step=1, x=5.0)
-    points = Store.open(store).points(run.id)
+    with Store.open(store) as st:
+        points = st.points(run.id)
     assert [(p["step"], p["value"]) for p in points] == [(1, 5.0), (3, 1.0), (3, 2.0)]
     # "last" is the highest step, and at equal steps the latest logged.
     assert T.get_run(run.id, store)["metrics"]["x"]["last"] == 2.0
@@ -79,7 +85,8 @@ def test_auto_step_continues_from_the_previous_call(store):
         run.log(a=2)
         run.log(step=10, a=3)
         run.log(a=4)
-    steps = [p["step"] for p in Store.open(store).points(run.id)]
+    with Store.open(store) as st:
+        steps = [p["step"] for p in st.points(run.id)]
     assert steps == [0, 1, 10, 11]
 
 
@@ -296,7 +303,9 @@ def test_fake_loader_events_are_recorded(store):
         run.on_close("loader-9", {"batches": 6, "verdict": "fed"})
     (loader,) = T.get_run(run.id, store)["loaders"]
     assert loader["loader_key"] == "loader-9"
-    assert loader["settings"] == settings
+    recorded = dict(loader["settings"])
+    assert len(recorded.pop("data_fingerprint")) == 16  # added by the writer
+    assert recorded == settings
     assert loader["summary"] == {"batches": 6, "verdict": "fed"}
     assert loader["batches_recorded"] == 6 and loader["epochs_recorded"] == 1
     assert loader["mean_wait_s"] == pytest.approx(0.01)
@@ -418,10 +427,10 @@ def test_a_run_deleted_while_running_warns_once(store, caplog):
 
 def test_the_heartbeat_advances_while_the_run_lives(store):
     with quick(store=store) as run:
-        first = Store.open(store).runs(ids=[run.id])[0]["heartbeat_at"]
+        first = _heartbeat(store, run.id)
         time.sleep(1.3)
         run.flush()
-        later = Store.open(store).runs(ids=[run.id])[0]["heartbeat_at"]
+        later = _heartbeat(store, run.id)
     assert later - first >= 1.0
 
 
