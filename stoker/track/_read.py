@@ -32,7 +32,7 @@ from typing import Any
 
 from stoker._errors import StoreError
 from stoker.track._query import _SUMMARY_KEYS, StorePath, _one, _reap
-from stoker.track._sqlite import _check_identity, _connect, resolve_path
+from stoker.track._sqlite import SqliteDb, _check_identity, _connect, resolve_path
 from stoker.track._store import Store
 
 # At most this many values are sent per series: each bucket sends min, max and last.
@@ -60,6 +60,8 @@ def open_readonly(store: StorePath = None) -> Store:
         StoreError: no store there, a directory, or not a stoker store.
     """
     path = resolve_path(store)
+    if isinstance(path, str):  # a postgresql:// URL: the server keeps readers apart
+        return Store.open(path)
     if path.is_dir():
         raise StoreError(f"{path} is a directory; the store is a file inside it")
     if not path.exists():
@@ -81,7 +83,7 @@ def open_readonly(store: StorePath = None) -> Store:
         if isinstance(e, StoreError):
             raise
         raise StoreError(f"{path} is damaged or not a stoker store ({e})") from e
-    return Store(path, conn, readonly=True)
+    return Store(SqliteDb(path, conn, readonly=True))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -344,17 +344,15 @@ class Store:
         Unlike :meth:`write` it leaves the heartbeat alone: an edit on the dashboard
         says nothing about whether the run's process lives.
         """
-        with self._transaction() as conn:
-            if not conn.execute(
-                "SELECT 1 FROM runs WHERE id = ?", (run_id,)
-            ).fetchall():
+        with self._transaction() as db:
+            if not db.rows("SELECT 1 FROM runs WHERE id = ?", (run_id,)):
                 return False
             for key, value in tags.items():
-                conn.execute(
+                db.execute(
                     "DELETE FROM tags WHERE run_id = ? AND key = ?", (run_id, key)
                 )
                 if value is not None:
-                    conn.execute(
+                    db.execute(
                         "INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?)",
                         (run_id, key, value),
                     )
