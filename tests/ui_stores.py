@@ -11,6 +11,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from stoker.track._store import Changes, Store
 
@@ -120,43 +121,45 @@ def many_runs(path: Path, count: int) -> None:
         first = st.create_run(
             name="run-0", created_at=t0, heartbeat_at=t0, host="elsewhere", pid=1
         )
-        conn = st._conn
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO runs (id, name, status, created_at, ended_at, heartbeat_at,"
-            " host, pid) VALUES (?, ?, 'finished', ?, ?, ?, 'elsewhere', 1)",
-            [
-                (first + i, f"run-{i}", t0 + i, t0 + i + 5, t0 + i + 5)
-                for i in range(1, count)
-            ],
-        )
-        conn.execute("UPDATE runs SET status = 'finished' WHERE id = ?", (first,))
-        ids = range(first, first + count)
-        conn.executemany(
-            "INSERT INTO params (run_id, key, value) VALUES (?, ?, ?)",
-            [
-                (i, k, json.dumps(v))
-                for i in ids
-                for k, v in (("workers", i % 8), ("mode", "threads"), ("lr", 0.01))
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO series (id, run_id, kind, key) VALUES (?, ?, 'metric', ?)",
-            [
-                (2 * (i - first) + j + 1, i, k)
-                for i in ids
-                for j, k in enumerate(("loss", "acc"))
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO points (series_id, step, time, value) VALUES (?, ?, ?, ?)",
-            [
-                (s, step, t0, 1.0 / (step + 1))
-                for s in range(1, 2 * count + 1)
-                for step in range(3)
-            ],
-        )
-        conn.execute("COMMIT")
+        with st._transaction() as db:  # portable SQL: SQLite and PostgreSQL
+            _bulk(db, first, count, t0)
+
+
+def _bulk(db: Any, first: int, count: int, t0: float) -> None:
+    db.executemany(
+        "INSERT INTO runs (id, name, status, created_at, ended_at, heartbeat_at,"
+        " host, pid) VALUES (?, ?, 'finished', ?, ?, ?, 'elsewhere', 1)",
+        [
+            (first + i, f"run-{i}", t0 + i, t0 + i + 5, t0 + i + 5)
+            for i in range(1, count)
+        ],
+    )
+    db.execute("UPDATE runs SET status = 'finished' WHERE id = ?", (first,))
+    ids = range(first, first + count)
+    db.executemany(
+        "INSERT INTO params (run_id, key, value) VALUES (?, ?, ?)",
+        [
+            (i, k, json.dumps(v))
+            for i in ids
+            for k, v in (("workers", i % 8), ("mode", "threads"), ("lr", 0.01))
+        ],
+    )
+    db.executemany(
+        "INSERT INTO series (id, run_id, kind, key) VALUES (?, ?, 'metric', ?)",
+        [
+            (2 * (i - first) + j + 1, i, k)
+            for i in ids
+            for j, k in enumerate(("loss", "acc"))
+        ],
+    )
+    db.executemany(
+        "INSERT INTO points (series_id, step, time, value) VALUES (?, ?, ?, ?)",
+        [
+            (s, step, t0, 1.0 / (step + 1))
+            for s in range(1, 2 * count + 1)
+            for step in range(3)
+        ],
+    )
 
 
 def big_series(path: Path, points: int) -> int:

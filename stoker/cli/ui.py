@@ -74,9 +74,9 @@ def ui(
         options = dashboard.UIOptions(
             store=store, host=host, port=port, allow_rerun=allow_rerun
         )
-        from stoker.track import resolve_path
+        from stoker.track import mask, resolve_path
 
-        click.echo(f"stoker ui: serving {resolve_path(options.store)}")
+        click.echo(f"stoker ui: serving {mask(str(resolve_path(options.store)))}")
         if not options.local:
             click.echo("Anyone who can reach this host needs the token in this URL:")
         dashboard.serve(

@@ -71,8 +71,10 @@ def loader_timeline(
                 "sum(b.wait_s) AS wait_sum, avg(b.wait_s) AS wait_mean, "
                 "max(b.wait_s) AS wait_max, avg(b.produce_s) AS produce_mean, "
                 "max(b.produce_s) AS produce_max, avg(b.queue_depth) AS depth "
-                f"{base} GROUP BY CAST((b.time - ?) / ? AS INTEGER) ORDER BY k",
-                [lo, width, run_id, key, lo, width],
+                # Grouped by the output column: PostgreSQL would not see the same
+                # expression with other placeholders as the one selected.
+                f"{base} GROUP BY k ORDER BY k",
+                [lo, width, run_id, key],
             )
             for r in rows:
                 timeline["t"].append(round((r["k"] + 1) * width, 6))

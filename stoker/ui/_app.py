@@ -89,7 +89,7 @@ def create_app(options: UIOptions | None = None) -> Starlette:
     env = environment()
     static = assets()
     reruns = Reruns(opts.store)
-    store_path = str(T.resolve_path(opts.store))
+    store_path = T.mask(str(T.resolve_path(opts.store)))  # never show a password
 
     def page(name: str, **ctx: Any) -> HTMLResponse:
         html = render(

@@ -66,7 +66,7 @@ def export_site(
         (out / "static" / name).write_bytes(body)
     env = environment()
     links = Links(static=True, exported=frozenset(ids))
-    common = {"store_path": str(T.resolve_path(store))}
+    common = {"store_path": T.mask(str(T.resolve_path(store)))}
     page = _views.runs_view(T.RunQuery(ids=tuple(ids), per_page=len(ids) or 1), store)
     html = render(
         env,
