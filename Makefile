@@ -9,7 +9,7 @@ STAMP := $(VENV)/.stoker-installed
 TORCH := torch==2.13.0
 export KERAS_BACKEND ?= torch
 
-.PHONY: demo test lint typecheck pytest bench clean sysdeps
+.PHONY: demo test lint typecheck pytest bench clean sysdeps cli-docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ pytest: $(STAMP) sysdeps
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -m "not slow" $(JAX_TESTS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# docs/cli.md is generated from the commands' --help; a test checks it is current.
+cli-docs: $(STAMP)
+	$(BIN)/python -m stoker.cli._reference docs/cli.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/latency.py

@@ -117,3 +117,44 @@ def draw(result: SweepResult, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def draw_scaling(
+    path: str | Path,
+    lines: dict[str, list[tuple[float, float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Speedup (y) against a count (x), one line per label, and the ideal line.
+
+    The chart of the seed's write-up, drawn for ``stoker demo`` and any other
+    speedup table: the ideal is y = x / (the smallest x), so 1 at the fewest workers.
+
+    Raises:
+        ConfigError: matplotlib is not installed.
+    """
+    plt = _pyplot()
+    path = Path(path)
+    xs_all = sorted({x for pts in lines.values() for x, _ in pts})
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    try:
+        if xs_all:
+            ax.plot(xs_all, [x / xs_all[0] for x in xs_all], ":", color="grey",
+                    label="ideal")  # fmt: skip
+        for label, points in lines.items():
+            points = sorted(points)
+            ax.plot([x for x, _ in points], [y for _, y in points], "o-", label=label)
+        ax.set_xticks(xs_all)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path

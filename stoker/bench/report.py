@@ -16,7 +16,7 @@ import platform
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -153,23 +153,33 @@ def to_dict(result: SweepResult, command: str | None = None) -> dict[str, Any]:
 
 
 def write_json(
-    result: SweepResult, path: str | Path, command: str | None = None
-) -> Path:
-    """Write :func:`to_dict` as indented JSON; returns the path."""
-    path = Path(path)
-    path.write_text(json.dumps(to_dict(result, command), indent=2) + "\n")
-    return path
+    result: SweepResult, path: str | Path | TextIO, command: str | None = None
+) -> Path | TextIO:
+    """Write :func:`to_dict` as indented JSON to a path or an open text file."""
+    text = json.dumps(to_dict(result, command), indent=2) + "\n"
+    if not isinstance(path, (str, Path)):
+        path.write(text)
+        return path
+    Path(path).write_text(text)
+    return Path(path)
 
 
-def write_csv(result: SweepResult, path: str | Path) -> Path:
-    """Write :func:`rows` as CSV with ``ROW_FIELDS`` as the header; returns the path."""
-    path = Path(path)
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
-        writer.writeheader()
-        for row in rows(result):
-            writer.writerow({k: "" if row[k] is None else row[k] for k in ROW_FIELDS})
-    return path
+def write_csv(result: SweepResult, path: str | Path | TextIO) -> Path | TextIO:
+    """Write :func:`rows` as CSV (``ROW_FIELDS`` as the header) to a path or an open
+    text file."""
+    if not isinstance(path, (str, Path)):
+        _csv_rows(result, path)
+        return path
+    with Path(path).open("w", newline="") as f:
+        _csv_rows(result, f)
+    return Path(path)
+
+
+def _csv_rows(result: SweepResult, f: TextIO) -> None:
+    writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+    writer.writeheader()
+    for row in rows(result):
+        writer.writerow({k: "" if row[k] is None else row[k] for k in ROW_FIELDS})
 
 
 def best(result: SweepResult) -> dict[str, Any] | None:

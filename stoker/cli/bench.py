@@ -92,17 +92,22 @@ def _default_chart(workload: str) -> Path:
 )
 @click.option(
     "--json",
-    "json_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Write the results as JSON (schema stoker.bench v1).",
+    "fmt",
+    flag_value="json",
+    help="Print the results as JSON (schema stoker.bench v1) instead of the table.",
 )
 @click.option(
     "--csv",
-    "csv_path",
+    "fmt",
+    flag_value="csv",
+    help="Print one CSV line per setting instead of the table.",
+)
+@click.option(
+    "-o",
+    "--output",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write one CSV line per setting.",
+    help="Write the --json or --csv results to this file and print the table.",
 )
 @click.option(
     "--chart",
@@ -128,8 +133,8 @@ def bench(
     latency: float | None,
     step: float,
     compare: list[str],
-    json_path: str | None,
-    csv_path: str | None,
+    fmt: str | None,
+    output: str | None,
     chart_path: str | None,
     no_chart: bool,
     track: bool,
@@ -138,13 +143,14 @@ def bench(
 
     Runs a serial loop as the baseline, then every combination of --workers,
     --mode and --queue, each --repeat times, plus the --compare peers on the same
-    source; prints medians, writes the chart and any --json/--csv files.
+    source; prints medians (or, with --json/--csv, the results in that format),
+    and writes the chart.
 
     \b
     Examples:
       stoker bench latency --workers 1,2,4,8
       stoker bench cpu --mode thread,process --compare keras,torch
-      stoker bench mydata:make_source --batches 100 --json bench.json
+      stoker bench mydata:make_source --batches 100 --json -o bench.json
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -153,10 +159,13 @@ def bench(
     from stoker.bench import best, make_workload, sweep, table
     from stoker.bench.report import problems
 
-    out = Console()
+    if output and fmt is None:
+        raise click.UsageError("-o writes the --json or --csv results: pass one")
+    printing = fmt is not None and output is None  # the results are stdout's
+    out = Console(stderr=printing)
     if not out.is_terminal and "COLUMNS" not in os.environ:
         # Piped into a file or a doc: 80 columns would cut the table's numbers short.
-        out = Console(width=_PIPED_WIDTH)
+        out = Console(width=_PIPED_WIDTH, stderr=printing)
     if chart_path and no_chart:
         raise click.UsageError("--chart and --no-chart contradict each other")
     if chart_path and importlib.util.find_spec("matplotlib") is None:
@@ -191,7 +200,10 @@ def bench(
             )
     except StokerError as exc:  # ConfigError, WorkloadError: one line, no traceback
         raise click.ClickException(str(exc)) from None
-    out.print(table(result))
+    if printing:
+        _print_results(result, fmt)
+    else:
+        out.print(table(result))
     for line in problems(result):
         _say(out, f"note: {line}")
     top = best(result)
@@ -202,7 +214,8 @@ def bench(
             f"max_queue_size={top['queue']}: {top['batches_per_s']:,.1f} batches/s, "
             f"{top['speedup']:.2f}x the serial loop",
         )
-    _write_files(out, result, json_path, csv_path)
+    if output:
+        _write_results(out, result, fmt, output)
     if not no_chart:
         _chart(out, result, chart_path, workload)
     if track:
@@ -214,19 +227,29 @@ def _say(out: Any, text: str) -> None:
     out.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
-def _write_files(
-    out: Any, result: Any, json_path: str | None, csv_path: str | None
-) -> None:
+def _write_results(out: Any, result: Any, fmt: str | None, path: str) -> None:
     from stoker.bench import write_csv, write_json
     from stoker.bench.report import command_line
 
     try:
-        if json_path:
-            _say(out, f"results: {write_json(result, json_path, command_line())}")
-        if csv_path:
-            _say(out, f"results: {write_csv(result, csv_path)}")
+        if fmt == "json":
+            _say(out, f"results: {write_json(result, path, command_line())}")
+        else:
+            _say(out, f"results: {write_csv(result, path)}")
     except OSError as exc:
         raise click.ClickException(f"cannot write results: {exc}") from None
+
+
+def _print_results(result: Any, fmt: str | None) -> None:
+    import sys
+
+    from stoker.bench import write_csv, write_json
+    from stoker.bench.report import command_line
+
+    if fmt == "json":
+        write_json(result, sys.stdout, command_line())
+    else:
+        write_csv(result, sys.stdout)
 
 
 def _chart(out: Any, result: Any, chart_path: str | None, workload: str) -> None:

@@ -21,7 +21,7 @@ def _modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     bad = [part for part in parts if part not in _MODE_NAMES]
     if bad or not parts:
         raise click.BadParameter(
-            f"{value!r}: expected threads, processes, or threads,processes"
+            f"{value!r}: expected thread, process, or thread,process"
         )
     return tuple(dict.fromkeys(_MODE_NAMES[part] for part in parts))
 
@@ -47,17 +47,18 @@ def _modes(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
     help="Worker counts to compare, comma-separated.",
 )
 @click.option(
-    "--modes",
-    default="threads,processes",
+    "--mode",
+    "modes",
+    default="thread,process",
     show_default=True,
     callback=_modes,
-    help="threads, processes, or both.",
+    help="Worker kinds to compare: thread, process, or both (as stoker bench).",
 )
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),
     default=None,
-    help="Epochs per run [default: 3; 1 with --quick].",
+    help="Epochs per setting [default: 3; 1 with --quick].",
 )
 @click.option(
     "--chart",

@@ -45,10 +45,21 @@ def _print_json(obj: Any) -> None:
     click.echo(json.dumps(jsonable(obj), indent=2, allow_nan=False))
 
 
+# Piped into a file or another program: lines as long as their content, never
+# folded mid-word at rich's default of 80 columns (--json is the machine format).
+_PIPED_WIDTH = 100_000
+
+
 def _console() -> Any:
+    """The terminal's width on a terminal; unbounded lines when piped."""
+    import os
+
     from rich.console import Console
 
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=_PIPED_WIDTH)
+    return console
 
 
 def _table(*columns: str, title: str | None = None) -> Any:
@@ -141,6 +152,7 @@ def _json(ctx: click.Context, as_json: bool) -> bool:
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE")
 @click.option("--since", metavar="WHEN", help="30m, 2h, 7d, 1w or a date.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--bench", is_flag=True, help="Also list the records of stoker bench.")
 @json_option
 @click.pass_context
 def runs(
@@ -152,9 +164,13 @@ def runs(
     params: tuple[str, ...],
     since: str | None,
     limit: int,
+    bench: bool,
     as_json: bool,
 ) -> None:
-    """List tracked runs, newest first; subcommands show, compare, export, ..."""
+    """List tracked runs, newest first; subcommands show, compare, export, ...
+
+    The records ``stoker bench`` makes are listed only with --bench.
+    """
     ctx.obj = {"store": store, "json": as_json}
     if ctx.invoked_subcommand is not None:
         return
@@ -169,6 +185,7 @@ def runs(
         params=_pairs(params, "--param"),
         since=_since(since),
         limit=limit,
+        bench=bench,
     )
     if as_json:
         _print_json(rows)

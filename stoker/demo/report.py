@@ -26,7 +26,7 @@ def table(rows: list[Row], unavailable: dict[str, str], title: str) -> Table:
     out.add_column("workers", justify="right")
     out.add_column("wall time", justify="right")
     out.add_column("speedup", justify="right")
-    out.add_column("accuracy", justify="right")
+    out.add_column("test accuracy", justify="right")
     for row in rows:
         out.add_row(
             row.mode,
@@ -41,34 +41,18 @@ def table(rows: list[Row], unavailable: dict[str, str], title: str) -> Table:
 
 
 def chart(rows: list[Row], path: Path, title: str) -> Path:
-    """Speedup against workers, one line per mode and the ideal line; a PNG file."""
-    import matplotlib
+    """Speedup against workers, one line per mode and the ideal line; a PNG file
+    (drawn by ``stoker.bench``'s scaling chart)."""
+    from stoker.bench.chart import draw_scaling
 
-    matplotlib.use("Agg")  # files only: no display needed, safe in any thread
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    try:
-        most = max(row.workers for row in rows)
-        ax.plot([1, most], [1, most], ":", color="grey", label="ideal")
-        for mode in dict.fromkeys(row.mode for row in rows):
-            mine = [row for row in rows if row.mode == mode]
-            ax.plot(
-                [row.workers for row in mine],
-                [row.speedup for row in mine],
-                "o-",
-                label=mode,
-            )
-        ax.set_xticks(sorted({row.workers for row in rows}))
-        ax.set_xlabel("workers")
-        fewest = min(row.workers for row in rows)
-        ax.set_ylabel(f"speedup over {fewest} worker{'s' if fewest > 1 else ''}")
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.tight_layout()
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
-    return path
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        lines.setdefault(row.mode, []).append((row.workers, row.speedup))
+    fewest = min(row.workers for row in rows)
+    return draw_scaling(
+        path,
+        lines,
+        xlabel="workers",
+        ylabel=f"speedup over {fewest} worker{'s' if fewest > 1 else ''}",
+        title=title,
+    )

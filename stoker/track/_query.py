@@ -94,8 +94,13 @@ def list_runs(
     params: Mapping[str, Any] | None = None,
     since: float | None = None,
     limit: int | None = None,
+    bench: bool = False,
 ) -> list[dict[str, Any]]:
     """Runs, newest first, with their params, tags and last metric values.
+
+    ``stoker bench`` records its sweeps as runs tagged ``kind=bench``; they are not
+    the user's experiments, so they are left out unless ``bench`` is True (or a
+    ``tags`` filter asks for ``kind``).
 
     Args:
         store: the store's path.
@@ -106,13 +111,14 @@ def list_runs(
         params: keep runs with all these param values (``0.1`` matches ``"0.1"``).
         since: keep runs created at or after this Unix time.
         limit: at most this many runs.
+        bench: also list ``stoker bench``'s records.
 
     Raises:
         StoreError: no store, or it cannot be read.
     """
     # A 'running' run may turn out killed, so running runs are always read.
     statuses = (*status, "running") if status else ()
-    filtered = bool(name or tags or params or status)
+    filtered = bool(name or tags or params or status or not bench)
     with Store.open(store) as st:
         rows = st.runs(
             statuses=statuses, since=since, limit=None if filtered else limit
@@ -127,6 +133,8 @@ def list_runs(
         for r in rows:
             p, t = run_params[r["id"]], run_tags[r["id"]]
             if name and not _name_matches(r["name"], name):
+                continue
+            if t.get("kind") == "bench" and not (bench or (tags and "kind" in tags)):
                 continue
             if tags and any(k not in t or t[k] != str(x) for k, x in tags.items()):
                 continue

@@ -73,7 +73,7 @@ def test_digits_are_written_once_and_read_back(tmp_path):
 
 
 def test_demo_command(tmp_path):
-    args = ["demo", "--quick", "--workers", "1,2", "--modes", "threads"]
+    args = ["demo", "--quick", "--workers", "1,2", "--mode", "thread"]
     args += ["--latency", "0.01", "--data-dir", str(tmp_path / "d")]
     args += ["--chart", str(tmp_path / "c.png")]
     result = CliRunner().invoke(main, args)
@@ -84,7 +84,7 @@ def test_demo_command(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--modes", "gpus"], "expected threads, processes"),
+        (["--mode", "gpus"], "expected thread, process"),
         (["--workers", "0,2"], "expected numbers >= 1"),
         (["--latency", "-1"], "latency"),
     ],

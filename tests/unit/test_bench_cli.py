@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import textwrap
@@ -24,7 +25,7 @@ def invoke(*args: str):
 
 
 def test_latency_prints_table_and_writes_chart_json_csv(tmp_path):
-    chart, js, cs = tmp_path / "c.png", tmp_path / "r.json", tmp_path / "r.csv"
+    chart, js = tmp_path / "c.png", tmp_path / "r.json"
     result = invoke(
         "latency",
         *TINY,
@@ -34,9 +35,8 @@ def test_latency_prints_table_and_writes_chart_json_csv(tmp_path):
         "--chart",
         str(chart),
         "--json",
+        "-o",
         str(js),
-        "--csv",
-        str(cs),
     )
     assert result.exit_code == 0, result.output
     out = result.stdout
@@ -66,10 +66,24 @@ def test_latency_prints_table_and_writes_chart_json_csv(tmp_path):
     assert rows[0]["speedup"] == pytest.approx(1.0)
     assert rows[2]["efficiency"] == pytest.approx(rows[2]["speedup"] / 2)
 
-    with cs.open() as f:
-        table = list(csv.DictReader(f))
-    assert tuple(table[0]) == ROW_FIELDS
-    assert [r["loader"] for r in table] == ["serial", "stoker", "stoker"]
+
+@pytest.mark.parametrize("fmt", ["--json", "--csv"])
+def test_json_and_csv_print_the_results_instead_of_the_table(fmt):
+    args = ["tiny", "--workers", "1,2", "--mode", "thread", "--batches", "5"]
+    result = invoke(*args, "--repeat", "1", "--no-chart", "--no-track", fmt)
+    assert result.exit_code == 0, result.output
+    if fmt == "--json":
+        doc = json.loads(result.stdout)  # stdout holds the JSON and nothing else
+        assert [r["loader"] for r in doc["results"]] == ["serial", "stoker", "stoker"]
+    else:
+        table = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert tuple(table[0]) == ROW_FIELDS
+        assert [r["loader"] for r in table] == ["serial", "stoker", "stoker"]
+
+
+def test_output_needs_a_format(tmp_path):
+    result = invoke("tiny", "--no-track", "-o", str(tmp_path / "r.json"))
+    assert result.exit_code == 2 and "pass one" in result.output
 
 
 def test_default_chart_goes_to_the_current_folder(tmp_path, monkeypatch):
@@ -199,7 +213,7 @@ def test_user_workload_runs_and_batches_caps_it(tmp_path, monkeypatch):
     )
     js = tmp_path / "r.json"
     result = invoke(
-        f"{mod}:make_source", *TINY, "--no-track", "--no-chart", "--json", str(js)
+        f"{mod}:make_source", *TINY, "--no-track", "--no-chart", "--json", "-o", str(js)
     )
     assert result.exit_code == 0, result.output
     doc = json.loads(js.read_text())
@@ -273,6 +287,7 @@ def test_compare_runs_keras_and_torch_on_the_same_source(tmp_path):
         "--no-track",
         "--no-chart",
         "--json",
+        "-o",
         str(js),
     )
     assert result.exit_code == 0, result.output
@@ -305,6 +320,7 @@ def test_json_records_the_command_as_typed(tmp_path, monkeypatch):
         "--no-chart",
         "--no-track",
         "--json",
+        "-o",
         str(tmp_path / "r.json"),
     ]
     monkeypatch.setattr(sys, "argv", ["/usr/bin/stoker", "bench", *args])

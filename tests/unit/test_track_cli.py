@@ -139,3 +139,30 @@ def test_errors_exit_1_with_the_stores_message(store, tmp_path):
 def test_rerun_refuses_a_run_without_git(store):
     result = invoke("rerun", "1", "--store", store, ok=False)
     assert result.exit_code == 1 and "cannot re-run run 1" in result.output
+
+
+def test_bench_records_are_listed_only_when_asked(store):
+    tags = {"kind": "bench", "workload": "latency"}
+    with T.track("bench-latency", {"workers": 2}, store, tags=tags, capture=False):
+        pass
+    names = [r["name"] for r in json.loads(invoke("--store", store, "--json").stdout)]
+    assert names == ["gamma", "beta", "alpha"]
+    everything = json.loads(invoke("--store", store, "--bench", "--json").stdout)
+    assert [r["name"] for r in everything] == [
+        "bench-latency",
+        "gamma",
+        "beta",
+        "alpha",
+    ]
+    tagged = json.loads(
+        invoke("--store", store, "--tag", "kind=bench", "--json").stdout
+    )
+    assert [r["name"] for r in tagged] == ["bench-latency"]
+
+
+def test_piped_tables_are_not_folded(store):
+    long_name = "a-run-with-a-rather-long-descriptive-name-" * 3
+    with T.track(long_name, {"lr": 1}, store, capture=False):
+        pass
+    out = invoke("--store", store).stdout  # CliRunner: not a terminal
+    assert long_name in out  # whole, on one line
