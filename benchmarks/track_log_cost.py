@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from stoker import BatchEvent
-from stoker.track import Run, get_run, track
+from stoker.track.api import Run, get_run, track
 
 _WORK_S = 0.0002  # one simulated training step; time.sleep releases the GIL
 

@@ -38,13 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.ui import Server, UIOptions
 from tests.ui_stores import big_series, many_runs
 
 _CHILD = """
 import sys, time
-import stoker.track as T
+import stoker.track.api as T
 
 worker, points = int(sys.argv[2]), int(sys.argv[3])
 with T.track(f"worker-{worker}", params={"worker": worker}, store=sys.argv[1]) as run:

@@ -21,9 +21,23 @@ from stoker._errors import (
 from stoker._loader import Loader
 from stoker._sharding import shard_from_env
 from stoker._types import BatchEvent, Observer, observe_all
-from stoker.track._sweeps import param
 
 __version__ = "0.1.0.dev0"
+
+
+def __getattr__(name: str) -> object:
+    # stoker.param lives with the tracker's sweep records; importing it on first use
+    # keeps the tracker's SQLite, subprocess and git machinery out of `import stoker`.
+    if name == "param":
+        value = track.param
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'stoker' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"param"})
+
 
 __all__ = [
     "BatchEvent",

@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from stoker._loader import Loader
-from stoker._options import PROCESS_ONLY
-from stoker._tree import fingerprint
+from stoker._loader import Loader as _Loader
+from stoker._options import PROCESS_ONLY as _PROCESS_ONLY
+from stoker._tree import fingerprint as _fingerprint
+
+__all__ = ["CheckReport", "SourceCheckFailed", "check_source"]
 
 _HINT = (
     "Usual causes: calling np.random.* or random.* inside __getitem__ on threads (use "
@@ -60,8 +62,8 @@ class CheckReport:
         return text
 
 
-def _run(loader: Loader, epochs: int) -> list[list[bytes]]:
-    return [[fingerprint(b) for b in loader] for _ in range(epochs)]
+def _run(loader: _Loader, epochs: int) -> list[list[bytes]]:
+    return [[_fingerprint(b) for b in loader] for _ in range(epochs)]
 
 
 def _first_difference(a: list[list[bytes]], b: list[list[bytes]]) -> str:
@@ -113,9 +115,9 @@ def check_source(
                 options = loader_options
                 if not mp:  # process-only options would be refused on threads
                     options = {
-                        k: v for k, v in options.items() if k not in PROCESS_ONLY
+                        k: v for k, v in options.items() if k not in _PROCESS_ONLY
                     }
-                with Loader(
+                with _Loader(
                     source, workers=w, use_multiprocessing=mp, seed=seed, **options
                 ) as loader:
                     got = _run(loader, epochs)
@@ -146,18 +148,18 @@ def _check_resume(
         return None
     stop_epoch, stop_pos = min(1, epochs - 1), length // 2
     got: list[list[bytes]] = [[] for _ in range(epochs)]
-    with Loader(source, workers=2, seed=seed, **options) as first:
+    with _Loader(source, workers=2, seed=seed, **options) as first:
         state = None
         for e in range(stop_epoch + 1):
             for p, batch in enumerate(first):
-                got[e].append(fingerprint(batch))
+                got[e].append(_fingerprint(batch))
                 if (e, p) == (stop_epoch, stop_pos):
                     state = json.loads(json.dumps(first.state_dict()))
                     break
-    with Loader(source, workers=3, seed=seed, **options) as resumed:
+    with _Loader(source, workers=3, seed=seed, **options) as resumed:
         resumed.load_state_dict(state or {})
         for e in range(resumed.epoch, epochs):
-            got[e].extend(fingerprint(b) for b in resumed)
+            got[e].extend(_fingerprint(b) for b in resumed)
     if got != reference:
         raise SourceCheckFailed(
             f"a run resumed from state_dict() at epoch {stop_epoch} batch {stop_pos} "

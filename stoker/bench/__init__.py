@@ -17,37 +17,18 @@ measurement the autotuner reuses::
                            bench.Setting("stoker", "thread", workers=4, queue=10))
 
 This package uses only stoker's public API; Keras, torch and matplotlib are imported
-lazily, when asked for.
+lazily, when asked for. The names above are its public surface; the runners, the
+peers, the monitor and the JSON schema's constants are in its modules (``runners``,
+``peers``, ``monitor``, ``report``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stoker.bench.monitor import Monitor, Usage
-from stoker.bench.peers import PEERS, KerasRunner, TorchRunner
-from stoker.bench.report import (
-    ROW_FIELDS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    TOP_FIELDS,
-    best,
-    rows,
-    table,
-    to_dict,
-    write_csv,
-    write_json,
-)
-from stoker.bench.runners import (
-    BATCH_TIMEOUT_S,
-    MODES,
-    Availability,
-    Runner,
-    SerialRunner,
-    Setting,
-    StokerRunner,
-)
-from stoker.bench.sweep import Result, Sample, SweepResult, measure, sweep
+from stoker.bench.report import best, rows, table, to_dict, write_csv, write_json
+from stoker.bench.runners import Setting, StokerRunner
+from stoker.bench.sweep import SweepResult, measure, sweep
 from stoker.bench.tracking import record
 from stoker.bench.workloads import BUILTIN, Workload, WorkloadError, make_workload
 
@@ -64,26 +45,10 @@ def draw_chart(result: SweepResult, path: str | Path) -> Path:
 
 
 __all__ = [
-    "BATCH_TIMEOUT_S",
     "BUILTIN",
-    "MODES",
-    "PEERS",
-    "ROW_FIELDS",
-    "SCHEMA",
-    "SCHEMA_VERSION",
-    "TOP_FIELDS",
-    "Availability",
-    "KerasRunner",
-    "Monitor",
-    "Result",
-    "Runner",
-    "Sample",
-    "SerialRunner",
     "Setting",
     "StokerRunner",
     "SweepResult",
-    "TorchRunner",
-    "Usage",
     "Workload",
     "WorkloadError",
     "best",

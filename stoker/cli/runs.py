@@ -40,7 +40,7 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _print_json(obj: Any) -> None:
-    from stoker.track import jsonable
+    from stoker.track.api import jsonable
 
     click.echo(json.dumps(jsonable(obj), indent=2, allow_nan=False))
 
@@ -174,7 +174,7 @@ def runs(
     ctx.obj = {"store": store, "json": as_json}
     if ctx.invoked_subcommand is not None:
         return
-    from stoker.track import list_runs
+    from stoker.track.api import list_runs
 
     rows = _call(
         list_runs,

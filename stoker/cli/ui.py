@@ -74,7 +74,7 @@ def ui(
         options = dashboard.UIOptions(
             store=store, host=host, port=port, allow_rerun=allow_rerun
         )
-        from stoker.track import mask, resolve_path
+        from stoker.track.api import mask, resolve_path
 
         click.echo(f"stoker ui: serving {mask(str(resolve_path(options.store)))}")
         if not options.local:

@@ -24,3 +24,7 @@ def __getattr__(name: str) -> Any:
     if name in __all__:
         return getattr(importlib.import_module("stoker.demo.sweep"), name)
     raise AttributeError(f"module 'stoker.demo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker import StoreError
 from stoker.sweep._grid import render
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker import ConfigError
 from stoker.sweep._grid import Trial, render, trials
 from stoker.sweep._launch import Handle, Launcher, LocalLauncher

@@ -7,71 +7,44 @@ go into an SQLite store (``.stoker/store.db`` under the working directory, or
 thread per run so ``run.log`` costs the training loop a few microseconds. Read them
 back with ``stoker runs`` or the functions here. See docs/tracking.md.
 
-This module is callable: ``stoker.track(...)`` is :func:`track`, while
-``stoker.track.Store`` and the rest stay reachable as attributes. Importing it needs
-only the standard library; psutil is imported when a run starts, psycopg when a
-PostgreSQL store is opened.
+This module is callable: ``stoker.track(...)`` is :func:`track`. Its names are loaded
+when first used, so ``import stoker`` pays for none of the tracker (its SQLite,
+subprocess and git machinery) until a run starts or a query runs. What the
+dashboard, the CLI and sweeps use beyond these is in :mod:`stoker.track.api`.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 from typing import Any
 
-from stoker.track._edit import set_note, set_tags
-from stoker.track._migrations import LATEST as SCHEMA_VERSION
-from stoker.track._panels import loader_timeline, run_charts
-from stoker.track._query import (
-    compare_runs,
-    delete_run,
-    export_run,
-    get_run,
-    git_diff,
-    jsonable,
-    list_runs,
-    metric_buckets,
-)
-from stoker.track._read import (
-    MAX_POINTS,
-    NOTE_TAG,
-    RunQuery,
-    open_readonly,
-    run_detail,
-    runs_page,
-    series,
-)
-from stoker.track._rerun import RerunResult, rerun
-from stoker.track._run import Run, active_run, track
-from stoker.track._spool import SPOOL_ENV
-from stoker.track._sqlite import DEFAULT_STORE, STORE_ENV, resolve_path
-from stoker.track._store import Store
-from stoker.track._sweeps import (
-    PARAMS_ENV,
-    SWEEP_ENV,
-    TRIAL_ENV,
-    get_sweep,
-    param,
-    record_sweep,
-    record_trial,
-    trial_run_id,
-)
-from stoker.track._sync import copy_runs, sync_spools
-from stoker.track._url import mask
+# public name -> the private module that defines it (imported on first use)
+_NAMES = {
+    "DEFAULT_STORE": "_url",
+    "STORE_ENV": "_url",
+    "RerunResult": "_rerun",
+    "Run": "_run",
+    "Store": "_store",
+    "active_run": "_run",
+    "compare_runs": "_query",
+    "copy_runs": "_sync",
+    "delete_run": "_query",
+    "export_run": "_query",
+    "get_run": "_query",
+    "list_runs": "_query",
+    "param": "_sweeps",
+    "rerun": "_rerun",
+    "sync_spools": "_sync",
+    "track": "_run",
+}
 
 __all__ = [
     "DEFAULT_STORE",
-    "MAX_POINTS",
-    "NOTE_TAG",
-    "PARAMS_ENV",
-    "SCHEMA_VERSION",
-    "SPOOL_ENV",
-    "STORE_ENV",
-    "SWEEP_ENV",
-    "TRIAL_ENV",
     "RerunResult",
     "Run",
-    "RunQuery",
+    "STORE_ENV",
     "Store",
     "active_run",
     "compare_runs",
@@ -79,36 +52,32 @@ __all__ = [
     "delete_run",
     "export_run",
     "get_run",
-    "get_sweep",
-    "git_diff",
-    "jsonable",
     "list_runs",
-    "loader_timeline",
-    "mask",
-    "metric_buckets",
-    "open_readonly",
     "param",
-    "record_sweep",
-    "record_trial",
     "rerun",
-    "resolve_path",
-    "run_charts",
-    "run_detail",
-    "runs_page",
-    "series",
-    "set_note",
-    "set_tags",
     "sync_spools",
     "track",
-    "trial_run_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stoker.track' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"stoker.track.{module}"), name)
+    globals()[name] = value  # later lookups find it at once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NAMES))
 
 
 class _CallableModule(types.ModuleType):
     """Makes ``stoker.track(...)`` work while ``stoker.track`` stays a package."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return track(*args, **kwargs)
+        return __getattr__("track")(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker._errors import StoreError
 from stoker.ui import _views
 from stoker.ui._links import Links

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.ui import _views
 from stoker.ui._links import Links
 from stoker.ui._render import assets, environment, render

@@ -16,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.ui._links import Links
 
 # Static assets, read once from the package: the only files the server sends.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import stoker.track as T
+import stoker.track.api as T
 
 # How long shutting the dashboard down waits for each re-run thread.
 _JOIN_TIMEOUT_S = 5.0

@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import stoker.track as T
+import stoker.track.api as T
 
 # The most runs one compare page overlays: each adds a series to every chart.
 MAX_COMPARE = 50

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.ui import UIOptions
 from tests.browser.conftest import shot
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(90)
 
 _CHILD = """
 import sys, time
-import stoker.track as T
+import stoker.track.api as T
 
 with T.track("live", params={"workers": 2}, store=sys.argv[1]) as run:
     for i in range(100_000):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker import StoreError
 from stoker.track import _migrations as mig
 from stoker.track._store import Store
@@ -59,7 +59,7 @@ def test_16_processes_migrating_an_empty_database_at_once(pg_url):
 def test_8_writers_of_10000_points_each(pg_url):
     code = """
         import sys
-        import stoker.track as T
+        import stoker.track.api as T
         with T.track(f"w{sys.argv[2]}", store=sys.argv[1], capture=False,
                      sample=False) as run:
             for i in range(10_000):
@@ -154,7 +154,7 @@ def test_a_wrong_password_is_explained_and_the_run_spools(
 def test_a_sigkilled_run_is_marked_killed(pg_url):
     code = """
         import sys, time
-        import stoker.track as T
+        import stoker.track.api as T
         run = T.track("doomed", store=sys.argv[1], capture=False, sample=False)
         run.start()
         run.log(step=0, x=1.0)
@@ -175,7 +175,7 @@ def test_a_sigkilled_run_is_marked_killed(pg_url):
 def test_no_password_is_recorded_in_the_run(pg_url):
     code = """
         import sys
-        import stoker.track as T
+        import stoker.track.api as T
         with T.track("secret", store=sys.argv[1], sample=False) as run:
             raise SystemExit(0)
     """

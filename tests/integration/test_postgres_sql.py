@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker import StoreError
 from stoker.track import _migrations as mig
 from stoker.track._db import pyformat

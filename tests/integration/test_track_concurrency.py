@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.track._store import Store
 
 PROCESSES = 8
@@ -18,7 +18,7 @@ POINTS = 10_000
 # eight writers' transactions interleave for real instead of one after another.
 _CHILD = """
 import sys, time
-import stoker.track as T
+import stoker.track.api as T
 
 worker, points = int(sys.argv[2]), int(sys.argv[3])
 with T.track(f"worker-{worker}", params={"worker": worker}, store=sys.argv[1]) as run:

@@ -15,12 +15,12 @@ import time
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.track._store import Store
 
 _CHILD = """
 import sys, time
-import stoker.track as T
+import stoker.track.api as T
 
 with T.track("doomed", params={"lr": 0.1}, store=sys.argv[1]) as run:
     print(run.id, flush=True)
@@ -76,7 +76,7 @@ def test_sigkill_keeps_everything_logged_a_second_before(tmp_path, seconds):
 
 _OPEN_RUN = """
 import sys
-import stoker.track as T
+import stoker.track.api as T
 
 run = T.track("left-open", store=sys.argv[1], capture=False).start()
 run.log(step=0, x=1.0)

@@ -10,12 +10,12 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.cli import main
 
 _TRAIN_COMMITTED = """
 import sys
-from stoker.track import track
+from stoker.track.api import track
 
 SCALE = 1.0
 lr = float(sys.argv[1])
@@ -26,7 +26,7 @@ with track("scratch", params={"lr": lr, "scale": SCALE}) as run:
 # The uncommitted version: a changed constant and an import of an untracked file.
 _TRAIN_DIRTY = """
 import sys
-from stoker.track import track
+from stoker.track.api import track
 from helper import OFFSET
 
 SCALE = 2.0

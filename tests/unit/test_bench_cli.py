@@ -11,7 +11,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from stoker.bench import ROW_FIELDS, SCHEMA, SCHEMA_VERSION, TOP_FIELDS
+from stoker.bench.report import ROW_FIELDS, SCHEMA, SCHEMA_VERSION, TOP_FIELDS
 from stoker.cli import main
 
 pytestmark = pytest.mark.timeout(60)

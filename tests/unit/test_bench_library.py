@@ -13,6 +13,7 @@ import pytest
 
 import stoker
 from stoker import bench
+from stoker.bench import monitor, report, runners
 from stoker.bench.files import FilesSource
 from stoker.bench.workloads import BigSource, CpuSource, LatencySource, TinySource
 
@@ -87,7 +88,7 @@ def test_measure_counts_batches_bytes_and_time():
 
 
 def test_monitor_sees_own_cpu_memory_and_child_cpu():
-    with bench.Monitor() as m:
+    with monitor.Monitor() as m:
         end = time.process_time() + 0.2
         while time.process_time() < end:
             pass
@@ -98,13 +99,13 @@ def test_monitor_sees_own_cpu_memory_and_child_cpu():
     assert m.usage.user_s + m.usage.sys_s >= 0.15
     assert m.usage.peak_rss_bytes >= 100e6
     busy = "import time\nt=time.process_time()+0.3\nwhile time.process_time()<t: pass"
-    with bench.Monitor() as m:
+    with monitor.Monitor() as m:
         subprocess.run([sys.executable, "-c", busy], check=True, timeout=30)
     assert m.usage is not None
     assert m.usage.user_s + m.usage.sys_s >= 0.25  # the child's CPU is counted
 
 
-class Broken(bench.Runner):
+class Broken(runners.Runner):
     name = "stoker"
 
     def iterate(self, source, setting, extras):
@@ -149,7 +150,7 @@ def test_sweep_medians_speedup_and_unavailable_settings(monkeypatch):
     assert w4["efficiency"] == pytest.approx(w4["speedup"] / 4)
     assert bench.best(result)["workers"] == 4
     doc = json.loads(json.dumps(bench.to_dict(result, "stoker bench latency")))
-    assert tuple(doc) == bench.TOP_FIELDS
+    assert tuple(doc) == report.TOP_FIELDS
     assert doc["grid"] == {
         "workers": [1, 4],
         "modes": ["thread", "process"],

@@ -1,23 +1,69 @@
 """The public surface: a sorted, complete __all__; `import stoker` needs numpy only."""
 
 from __future__ import annotations
+import __future__
 
+import importlib
 import subprocess
 import sys
+import types
+
+import pytest
 
 import stoker
 
 
-def test_all_is_sorted_and_matches_public_names():
-    assert stoker.__all__ == sorted(stoker.__all__)
-    # Submodules are not API unless exported on purpose (`stoker.track` is callable).
-    public = {
-        name
-        for name in dir(stoker)
-        if not name.startswith("_")
-        and (not isinstance(getattr(stoker, name), type(sys)) or name in stoker.__all__)
-    }
-    assert public == set(stoker.__all__)
+def public_names(module: types.ModuleType) -> set[str]:
+    """The names a user sees: no underscore; classes and functions defined in this
+    package (not helpers it imported, like ``typing.Any``); constants; and modules
+    only when exported on purpose (``stoker.track`` is callable)."""
+    all_ = set(getattr(module, "__all__", ()))
+    # A package owns what its modules define; a plain module shares its package's.
+    own = module.__name__
+    if not hasattr(module, "__path__"):
+        own = own.rpartition(".")[0]
+
+    def shown(name: str) -> bool:
+        value = getattr(module, name)
+        if isinstance(value, types.ModuleType):
+            return name in all_
+        if isinstance(value, __future__._Feature):  # `from __future__ import ...`
+            return False
+        defined_in = getattr(value, "__module__", None)
+        if callable(value) or defined_in == "typing":
+            return bool(defined_in) and defined_in.startswith(own)
+        return True  # a constant
+
+    return {name for name in dir(module) if not name.startswith("_") and shown(name)}
+
+
+# Every public package, and the tests of those that need a framework elsewhere
+# (the adapters: tests/integration/test_{torch,jax}_adapter.py).
+PACKAGES = [
+    "stoker",
+    "stoker.track",
+    "stoker.track.api",
+    "stoker.bench",
+    "stoker.sweep",
+    "stoker.testing",
+    "stoker.demo",
+    "stoker.adapters.keras",
+]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_all_is_sorted_and_matches_public_names(name):
+    module = importlib.import_module(name)
+    assert module.__all__ == sorted(module.__all__), f"{name}.__all__ is not sorted"
+    assert public_names(module) == set(module.__all__), name
+
+
+def test_the_public_surfaces_stay_small():
+    import stoker.bench
+    import stoker.track
+
+    assert len(stoker.track.__all__) <= 16 and len(stoker.bench.__all__) <= 17
+    assert "jsonable" not in stoker.track.__all__  # helpers live in stoker.track.api
 
 
 def test_import_needs_only_numpy():

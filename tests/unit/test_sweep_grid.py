@@ -9,8 +9,8 @@ import pytest
 import stoker
 from stoker import ConfigError
 from stoker.sweep import parse_grid, trials
-from stoker.track import PARAMS_ENV, SWEEP_ENV, TRIAL_ENV
 from stoker.track._sweeps import sweep_tags
+from stoker.track.api import PARAMS_ENV, SWEEP_ENV, TRIAL_ENV
 
 
 def test_values_are_json_when_they_parse_and_text_otherwise():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.track._liveness import process_alive
 
 pytestmark = pytest.mark.timeout(120)

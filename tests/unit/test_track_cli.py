@@ -9,7 +9,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker import BatchEvent
 from stoker.cli import main
 

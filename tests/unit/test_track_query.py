@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker import BatchEvent, StoreError
 from stoker.track import _liveness
 from stoker.track._store import Changes, Store

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import stoker
-import stoker.track as T
+import stoker.track.api as T
 from stoker import BatchEvent, StoreError
 from stoker.track._store import Store
 

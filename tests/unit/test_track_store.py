@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker import StoreError
 from stoker.track import _migrations as mig
 from stoker.track._store import Store

@@ -16,14 +16,14 @@ import pytest
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.ui import UIOptions, create_app
 
 PROCESSES = 8
 POINTS = 3_000
 _CHILD = """
 import sys, time
-import stoker.track as T
+import stoker.track.api as T
 
 worker, points = int(sys.argv[2]), int(sys.argv[3])
 with T.track(f"worker-{worker}", params={"worker": worker}, store=sys.argv[1]) as run:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker._errors import StoreError
 from stoker.track._store import Changes, Store
 from tests.ui_stores import add_run, big_series, demo_store

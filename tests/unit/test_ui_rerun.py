@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.ui import UIOptions, create_app
 
 _TRAIN = """

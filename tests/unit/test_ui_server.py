@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("starlette")
 from starlette.testclient import TestClient
 
-import stoker.track as T
+import stoker.track.api as T
 from stoker.ui import UIOptions, create_app
 from tests.ui_stores import XSS, demo_store, many_runs
 
