@@ -4,7 +4,14 @@
 batches in order, through a bounded queue, deterministically for a seed.
 """
 
-from stoker import track
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    # `stoker.track(...)` is a call; at run time stoker.track is also the package of
+    # the tracker's queries (a callable module), which a type checker cannot model.
+    from stoker.track._run import track
+else:
+    from stoker import track
 from stoker._engine.process.shm import empty, zeros
 from stoker._engine.seeding import rng
 from stoker._errors import (
@@ -22,6 +29,9 @@ from stoker._loader import Loader
 from stoker._sharding import shard_from_env
 from stoker._types import BatchEvent, Observer, observe_all
 
+if TYPE_CHECKING:  # type checkers see param's signature; it loads on first use
+    from stoker.track._sweeps import param
+
 __version__ = "0.1.0.dev0"
 
 
@@ -29,7 +39,8 @@ def __getattr__(name: str) -> object:
     # stoker.param lives with the tracker's sweep records; importing it on first use
     # keeps the tracker's SQLite, subprocess and git machinery out of `import stoker`.
     if name == "param":
-        value = track.param
+        from stoker.track._sweeps import param as value
+
         globals()[name] = value
         return value
     raise AttributeError(f"module 'stoker' has no attribute {name!r}")

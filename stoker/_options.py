@@ -50,7 +50,7 @@ class LoaderOptions:
     reseed_globals: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.workers == "auto":
+        if self.workers == "auto":  # type: ignore[comparison-overlap]
             raise ConfigError(
                 "workers='auto' is not available in this version; pass a number of "
                 "workers, e.g. workers=8 for I/O-bound sources on threads"

@@ -159,7 +159,7 @@ class StreamFeed:
         if self._factory is None:
             single, self._single = self._single, None
             return None if single is None else iter(single)
-        return iter(self._factory(w, self._workers))
+        return iter(self._factory(w, self._workers))  # type: ignore[no-any-return]
 
     def _produce(self, w: int, q: queue.Queue[_Out]) -> None:
         pass_no = self._first_pass[w]

@@ -93,11 +93,11 @@ class LoaderAdapter(DataAdapter):
     # -- what Keras calls -----------------------------------------------------
     def get_numpy_iterator(self) -> Iterator[Any]:
         """Batches as numpy arrays (Keras' numpy backend)."""
-        return data_adapter_utils.get_numpy_iterator(self._stream())
+        return data_adapter_utils.get_numpy_iterator(self._stream())  # type: ignore[no-any-return]
 
     def get_jax_iterator(self) -> Iterator[Any]:
         """Batches for the jax backend (arrays as jax accepts them)."""
-        return data_adapter_utils.get_jax_iterator(self._stream())
+        return data_adapter_utils.get_jax_iterator(self._stream())  # type: ignore[no-any-return]
 
     def get_torch_dataloader(self) -> Any:
         """Batches as torch tensors, for the torch backend."""

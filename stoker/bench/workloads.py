@@ -261,7 +261,7 @@ def _import_callable(module_name: str, attr: str) -> Callable[[], Any]:
             f"{module_name}:{attr} is a {type(factory).__name__}, not a callable; "
             "give a function that returns a source"
         )
-    return factory
+    return factory  # type: ignore[no-any-return]
 
 
 def _check_source(spec: str, source: Any) -> int:

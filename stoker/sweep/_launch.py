@@ -45,7 +45,7 @@ class Launcher(Protocol):
 
 
 class _Process:
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self._proc = proc
 
     def poll(self) -> int | None:

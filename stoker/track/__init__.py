@@ -18,7 +18,22 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what type checkers see; at run time each loads on first use
+    from stoker.track._query import (
+        compare_runs,
+        delete_run,
+        export_run,
+        get_run,
+        list_runs,
+    )
+    from stoker.track._rerun import RerunResult, rerun
+    from stoker.track._run import Run, active_run, track
+    from stoker.track._store import Store
+    from stoker.track._sweeps import param
+    from stoker.track._sync import copy_runs, sync_spools
+    from stoker.track._url import DEFAULT_STORE, STORE_ENV
 
 # public name -> the private module that defines it (imported on first use)
 _NAMES = {

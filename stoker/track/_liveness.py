@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 # How often the writer thread refreshes a run's heartbeat.
 HEARTBEAT_EVERY_S = 1.0
@@ -76,8 +77,10 @@ def process_alive(pid: int, started_at: float | None) -> bool:
     return started_at is None or abs(now_started - started_at) <= _TOLERANCE_S
 
 
-def presumed_dead(run: dict, now: float, this_host: str | None = None) -> bool:
+def presumed_dead(
+    run: dict[str, Any], now: float, this_host: str | None = None
+) -> bool:
     """Whether a 'running' run row (host, pid, pid_started_at, heartbeat_at) is dead."""
     if run["host"] == (this_host or host()):
         return not process_alive(run["pid"], run["pid_started_at"])
-    return now - run["heartbeat_at"] > REMOTE_STALE_S
+    return bool(now - run["heartbeat_at"] > REMOTE_STALE_S)

@@ -218,7 +218,9 @@ def runs_page(query: RunQuery, store: StorePath = None) -> dict[str, Any]:
     }
 
 
-def last_values(st: Store, run_ids: Sequence[int], kind: str) -> dict[int, dict]:
+def last_values(
+    st: Store, run_ids: Sequence[int], kind: str
+) -> dict[int, dict[str, Any]]:
     """Each run's last value (at its highest step) of every series of ``kind``."""
     if not run_ids:
         return {}

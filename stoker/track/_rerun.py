@@ -120,7 +120,7 @@ def _command(run: dict[str, Any], worktree: Path) -> tuple[list[str], Path]:
     return argv, worktree / (rel if not rel.startswith("..") else ".")
 
 
-def _wait(proc: subprocess.Popen) -> int:
+def _wait(proc: subprocess.Popen[bytes]) -> int:
     try:
         while True:
             try:

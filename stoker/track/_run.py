@@ -137,11 +137,11 @@ class Run:
         self.id: int | None = None
         self.store: Path | str | None = None
         self.status = "new"
-        self._queue: collections.deque[tuple] = collections.deque()
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         # Observer reports are queued even before start(), so a loader made with
         # observers=[run] earlier still has its settings recorded.
-        self._put: Callable[[tuple], None] = self._queue.append
-        self._log_put: Callable[[tuple], None] = _not_running
+        self._put: Callable[[tuple[Any, ...]], None] = self._queue.append
+        self._log_put: Callable[[tuple[Any, ...]], None] = _not_running
         self._names: set[str] = set()
         self._next_step = 0
         self._writer: Writer | None = None

@@ -209,7 +209,9 @@ class Store:
                 "WHERE id = ? ON CONFLICT (run_id, seq) DO NOTHING",
                 (ch.seq, run_id),
             ):
-                return db.scalar("SELECT 1 FROM runs WHERE id = ?", (run_id,)) == 1
+                return bool(
+                    db.scalar("SELECT 1 FROM runs WHERE id = ?", (run_id,)) == 1
+                )
             changed = db.execute(
                 "UPDATE runs SET heartbeat_at = ?, "
                 "ended_at = CASE status WHEN 'killed' THEN NULL ELSE ended_at END, "
@@ -398,7 +400,9 @@ class Store:
         rows = self._rows("SELECT git_diff FROM runs WHERE id = ?", (run_id,))
         return rows[0]["git_diff"] if rows else None
 
-    def key_values(self, table: str, run_ids: Sequence[int]) -> dict[int, dict]:
+    def key_values(
+        self, table: str, run_ids: Sequence[int]
+    ) -> dict[int, dict[str, Any]]:
         """``params`` (JSON-decoded) or ``tags`` of each run."""
         assert table in ("params", "tags")
         out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
@@ -409,7 +413,9 @@ class Store:
             out[r["run_id"]][r["key"]] = value
         return out
 
-    def series_stats(self, run_ids: Sequence[int], kind: str) -> dict[int, dict]:
+    def series_stats(
+        self, run_ids: Sequence[int], kind: str
+    ) -> dict[int, dict[str, Any]]:
         """Per run and key: last point (highest step, then latest) and aggregates."""
         out: dict[int, dict[str, Any]] = {i: {} for i in run_ids}
         match = self._db.one_of("s.run_id", len(run_ids))

@@ -68,7 +68,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def changes(items: list[tuple], now: float) -> Changes:
+def changes(items: list[tuple[Any, ...]], now: float) -> Changes:
     """Turn queue items into the rows of one write transaction."""
     ch = Changes(heartbeat=now)
     points = ch.points
@@ -122,7 +122,7 @@ class Writer:
         self,
         store: Store | None,
         run_id: int | None,
-        queue: collections.deque,
+        queue: collections.deque[tuple[Any, ...]],
         *,
         capture: bool = True,
         sample: bool = True,
@@ -135,7 +135,7 @@ class Writer:
         self._seq = 0
         self._queue = queue
         self._sample = sample
-        self._pending: list[tuple] = []
+        self._pending: list[tuple[Any, ...]] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._flush_requested = False
@@ -279,7 +279,7 @@ class Writer:
         if self.deleted:
             self._pending.clear()
 
-    def _cycle(self, now: float, final: tuple | None = None) -> bool:
+    def _cycle(self, now: float, final: tuple[Any, ...] | None = None) -> bool:
         self._drain()
         if self.deleted:
             return True

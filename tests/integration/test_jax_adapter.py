@@ -166,7 +166,7 @@ def test_bad_arguments_say_the_fix(kwargs, match):
         with pytest.raises(stoker.ConfigError, match=match):
             device_prefetch(loader, **kwargs)
     with pytest.raises(stoker.ConfigError, match="wrap the source"):
-        device_prefetch(Records())
+        device_prefetch(Records())  # type: ignore[arg-type]
 
 
 def test_missing_jax_names_the_extra():

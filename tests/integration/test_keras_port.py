@@ -203,13 +203,13 @@ def test_no_worker_outlives_a_fit_that_raised_in_the_training_step(
 
 
 def test_initial_epoch_resumes_the_shuffled_order(items):
-    seen: list[list[int]] = []
+    seen: list[list[float]] = []
 
     class Spy(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             seen.append([])
 
-    def run(initial_epoch: int) -> list[list[int]]:
+    def run(initial_epoch: int) -> list[list[float]]:
         seen.clear()
         model = cnn()
         # the sum of the images identifies the batch

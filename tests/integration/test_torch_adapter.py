@@ -258,7 +258,7 @@ def test_bad_options_say_the_fix(kwargs, match):
         with pytest.raises(stoker.ConfigError, match=match):
             TorchLoader(loader, **kwargs)
     with pytest.raises(stoker.ConfigError, match="wrap"):
-        TorchLoader([np.zeros(2)])
+        TorchLoader([np.zeros(2)])  # type: ignore[arg-type]
 
 
 def test_pinning_is_a_no_op_without_an_accelerator():

@@ -79,7 +79,7 @@ def module_name(path: pathlib.Path) -> str:
 
 def imports(path: pathlib.Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)

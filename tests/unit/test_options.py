@@ -78,9 +78,9 @@ def test_keras_pydataset_without_len_uses_num_batches():
 
 def test_options_are_keyword_only():
     with pytest.raises(TypeError, match="positional"):
-        stoker.Loader(sources.Indexed(n=4), 8)  # type: ignore[misc]
+        stoker.Loader(sources.Indexed(n=4), *[8])
     with pytest.raises(TypeError, match="positional"):
-        stoker.Loader.from_generator(lambda w, n: iter(()), 4)  # type: ignore[misc]
+        stoker.Loader.from_generator(lambda w, n: iter(()), *[4])  # type: ignore[call-arg]
 
 
 def test_fork_is_the_default_start_method_on_linux(monkeypatch):

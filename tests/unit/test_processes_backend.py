@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,8 +28,8 @@ def backend_of(ld):
     return ld._feed.backend
 
 
-def in_shared_memory(array: np.ndarray) -> bool:
-    base = array
+def in_shared_memory(array: Any) -> bool:
+    base: Any = array
     while isinstance(base, np.ndarray):
         base = base.base
     if isinstance(base, memoryview):  # numpy's frombuffer keeps a memoryview
@@ -132,9 +133,9 @@ def test_picky_exception_and_system_exit_keep_their_types():
             assert info.value.code == 7
             assert any("source[1]" in n for n in info.value.__notes__)
     with loader(sources_proc.RaisesAt(n=4, exit=True)) as ld:
-        with pytest.raises(SystemExit) as info:
+        with pytest.raises(SystemExit) as exited:
             list(ld)
-        assert info.value.code == 5
+        assert exited.value.code == 5
 
 
 def test_a_batch_that_cannot_be_pickled_names_its_index_and_part():

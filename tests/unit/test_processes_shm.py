@@ -6,6 +6,7 @@ import gc
 import pickle
 import signal
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def arena():
 
 
 def lease_of(array: np.ndarray) -> object:
-    base = array
+    base: Any = array
     while isinstance(base, np.ndarray):
         base = base.base
     if isinstance(base, memoryview):
@@ -36,12 +37,19 @@ def lease_of(array: np.ndarray) -> object:
     return base
 
 
+def lent(ring: shm.SlotRing) -> shm.Slot:
+    """A slot the ring must have (the test has made sure of it)."""
+    slot = ring.lend(False)
+    assert slot is not None
+    return slot
+
+
 def test_ring_hands_out_no_slot_until_it_knows_the_batch_size(arena):
     ring = shm.SlotRing(arena, 4096, cap=3, max_bytes=None)
     assert ring.lend(False) is shm.NO_SLOT
     ring.grow(MB + 1)
     assert ring.slot_size == MB + 4096  # page-rounded
-    a, b, c = ring.lend(False), ring.lend(False), ring.lend(False)
+    a, b, c = lent(ring), lent(ring), lent(ring)
     assert len({a.offset, b.offset, c.offset}) == 3 and ring.live == 3
     assert ring.lend(False) is shm.WAIT  # all lent to tasks: a result brings one back
     ring.discard(a)
@@ -51,7 +59,7 @@ def test_ring_hands_out_no_slot_until_it_knows_the_batch_size(arena):
 def test_a_slot_returns_only_when_every_view_is_gone(arena):
     ring = shm.SlotRing(arena, 4096, cap=1, max_bytes=None)
     ring.grow(MB)
-    slot = ring.lend(False)
+    slot = lent(ring)
     ring.arrived(slot)
     flat = ring.lease(slot)
     view = flat[10:20].view(np.uint16)
@@ -73,12 +81,12 @@ def test_max_queue_bytes_caps_the_ring(arena):
 def test_outgrown_slots_are_retired_and_their_range_reused(arena):
     ring = shm.SlotRing(arena, 4096, cap=2, max_bytes=None)
     ring.grow(MB)
-    small = ring.lend(False)
+    small = lent(ring)
     ring.arrived(small)
     ring.grow(3 * MB)
     ring.give_back(small)  # too small now: retired, not reused
     assert ring.live == 0
-    big = ring.lend(False)
+    big = lent(ring)
     assert big.size >= 3 * MB and big.offset == small.offset  # the range merged back
 
 
@@ -135,6 +143,7 @@ def test_a_batch_bigger_than_its_slot_goes_through_a_one_off(arena):
     assert [p[0] for p in places] == [codec.IN_SLOT, codec.IN_ONE_OFF]
     assert need == shm.align(small.nbytes) + shm.align(big.nbytes)
     # The consumer maps the one-off from its own fd, as a received one would be.
+    assert one_off.fd is not None
     received = shm.Segment(one_off.fd, one_off.size, own_fd=False)
     ring = shm.SlotRing(arena, 4096, cap=2, max_bytes=None)
     out = codec.decode(stream, places, ring, shm.Slot(4096, MB), received)
@@ -149,7 +158,7 @@ def test_object_arrays_and_big_pickles_still_cross(arena):
     assert one_off is None and stream[0] == codec.IN_SLOT and places == []
     ring = shm.SlotRing(arena, 4096, cap=2, max_bytes=None)
     ring.grow(4 * MB)
-    slot = ring.lend(False)
+    slot = lent(ring)
     ring.arrived(slot)
     out = codec.decode(stream, places, ring, shm.Slot(4096, 4 * MB), None)
     assert out["names"].tolist() == ["a", None] and out["text"] == "x" * 200_000
@@ -212,7 +221,7 @@ def test_resync_sends_only_what_changed():
     assert copy.indices.tolist() == src.indices.tolist() and copy.epochs == 1
     assert sync.changes(src) is None
     del src.epochs
-    src.lock = threading.Lock()
+    src.lock = threading.Lock()  # type: ignore[attr-defined]
     with pytest.raises(stoker.SerializationError, match=r"source\.lock"):
         sync.changes(src)
 

@@ -43,6 +43,7 @@ def test_resume_equals_uninterrupted(backend, stop_at):
     with make(
         sources.Jittery(n=N), backend, workers=2, shuffle=True, seed=None
     ) as again:
+        assert state is not None
         again.load_state_dict(state)
         for e in range(again.epoch, EPOCHS):
             got[e].extend(as_bytes(b) for b in again)
@@ -110,10 +111,8 @@ def test_drop_last_evens_shards():
         for i in range(4)
     }
     assert lengths == {3}
-    lengths = [
-        len(stoker.Loader(sources.Indexed(n=14), shard=(i, 4))) for i in range(4)
-    ]
-    assert lengths == [4, 4, 3, 3]
+    uneven = [len(stoker.Loader(sources.Indexed(n=14), shard=(i, 4))) for i in range(4)]
+    assert uneven == [4, 4, 3, 3]
 
 
 def test_failed_epoch_start_leaves_the_loader_resumable(monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 import stoker
 from stoker import ConfigError
 from stoker.sweep import parse_grid, trials
+from stoker.track import get_run
 from stoker.track._sweeps import sweep_tags
 from stoker.track.api import PARAMS_ENV, SWEEP_ENV, TRIAL_ENV
 
@@ -91,6 +92,6 @@ def test_a_tracked_run_in_a_trial_records_the_sweep(monkeypatch, tmp_path):
     store = tmp_path / "s.db"
     with stoker.track("t", {"lr": 0.1}, store, capture=False, sample=False) as run:
         pass
-    got = stoker.track.get_run(run.id, store)
+    got = get_run(run.id, store)
     assert got["params"] == {"workers": 2, "lr": 0.1}  # the script's own params win
     assert got["tags"] == {"sweep": "s1", "sweep_trial": "workers=2#1"}

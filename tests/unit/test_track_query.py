@@ -154,6 +154,7 @@ def test_a_live_process_keeps_its_run_running_even_with_a_stale_heartbeat(store)
 
     pid = os.getpid()
     started = _liveness.process_started_at(pid)
+    assert started is not None
     run_id = _fake_running_run(store, pid=pid, pid_started_at=started)
     assert T.get_run(run_id, store)["status"] == "running"
     # The same pid with another start time is a reused pid: the run's process died.
@@ -221,7 +222,7 @@ def test_a_file_system_without_wal_is_refused(tmp_path):
             return Row()
 
     with pytest.raises(StoreError, match="WAL"):
-        use_wal(NoWal(), tmp_path / "store.db")
+        use_wal(NoWal(), tmp_path / "store.db")  # type: ignore[arg-type]
 
 
 def test_a_status_filter_sees_runs_found_dead_while_listing(store):

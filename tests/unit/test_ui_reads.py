@@ -11,6 +11,7 @@ import pytest
 
 import stoker.track.api as T
 from stoker._errors import StoreError
+from stoker.track import _liveness
 from stoker.track._store import Changes, Store
 from tests.ui_stores import add_run, big_series, demo_store
 
@@ -64,7 +65,7 @@ def test_reads_are_read_only_and_never_wait_for_a_writer(tmp_path):
             name="dead",
             created_at=1.0,
             heartbeat_at=2.0,
-            host=T._liveness.host(),
+            host=_liveness.host(),
             pid=2**22 + 12345,
         )
     writer = sqlite3.connect(path, isolation_level=None)
