@@ -1,0 +1,264 @@
+"""The autotuner's controller: a pure function of measurements, no clock of its own.
+
+The rule, in the seed article's terms (queue, workers, threads or processes, memory):
+
+- **Workers grow** while the training loop waits for data (wait fraction above
+  ``WAIT_TARGET``) and the last increase still paid: one window with more workers
+  must deliver at least ``MIN_GAIN`` more batches per second. The step is the
+  estimate ``produce time / step time`` (the workers that would keep up), at most
+  doubling per window so that one noisy window cannot overshoot by much.
+- **Workers stop** when the wait fraction is under ``WAIT_TARGET``, or when the last
+  increase added less than ``MIN_GAIN``: that increase is undone and the count is
+  remembered as a ceiling (the source is bound by something workers do not add:
+  the GIL, a disk, a remote server's limit).
+- **Workers shrink** when they sit idle: the loop does not wait and fewer than
+  ``1 / SHRINK_SLACK`` of the workers' time is spent producing.
+- **Threads or processes:** threads may go far past the core count (an I/O-bound
+  source overlaps waits: the seed's latency case wants 8 to 64); processes stay
+  within the usable cores (affinity and the cgroup's ``cpu.max``). A switch from
+  threads to processes is proposed only when the work holds the GIL (CPU seconds per
+  produce second at least ``GIL_SHARE``), the loop waits, and the source pickles.
+- **Memory:** batches in flight (``queue + workers``) times the measured batch size
+  never exceed the memory budget; the worker ceiling follows from it.
+
+Why a controller of measurements only: every decision is reproducible from the
+numbers it was given, so the tests script the numbers (no sleeps, no threads) and the
+engine (``govern.py``) only measures and applies.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+
+# Under 2% of the time waiting, input is not what limits training (issue 14's target).
+WAIT_TARGET = 0.02
+# One more step of workers must add at least 5% throughput to be kept.
+MIN_GAIN = 0.05
+# Shrink when the workers' busy share is under 1 / SHRINK_SLACK of what they could do.
+SHRINK_SLACK = 2.0
+# Threads for an I/O-bound source: the seed's latency case wants up to 64.
+MAX_THREADS = 64
+# A thread pool whose workers burn this many CPU-seconds per produce-second holds the
+# GIL: threads cannot scale it, processes can.
+GIL_SHARE = 0.6
+# Where "auto" starts: one worker is the pessimist's start, two show a gain at once.
+START_WORKERS = 2
+# Bounds of max_queue_size="auto": Keras' default 10 sits inside.
+MIN_QUEUE, MAX_QUEUE = 2, 32
+
+
+class Window(NamedTuple):
+    """What the loop measured over a span of batches (all sums over the span).
+
+    Attributes:
+        elapsed_s: wall seconds of the span.
+        batches: batches delivered in it.
+        wait_s: seconds the consumer waited for them.
+        produce_s: worker seconds spent producing them.
+        cpu_s: worker CPU seconds spent producing them.
+        nbytes: bytes of array data delivered.
+        workers: workers in force during the span.
+    """
+
+    elapsed_s: float
+    batches: int
+    wait_s: float
+    produce_s: float
+    cpu_s: float
+    nbytes: int
+    workers: int
+
+    @property
+    def wait_fraction(self) -> float:
+        return self.wait_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.batches / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def step_s(self) -> float:
+        """The consumer's own time per batch (the training step)."""
+        return max(self.elapsed_s - self.wait_s, 1e-9) / max(self.batches, 1)
+
+    @property
+    def batch_bytes(self) -> float:
+        return self.nbytes / max(self.batches, 1)
+
+
+class Decision(NamedTuple):
+    """One change: ``setting`` goes from ``old`` to ``new`` because ``why``."""
+
+    setting: str  # "workers", "max_queue_size" or "mode"
+    old: int | str
+    new: int | str
+    why: str
+
+
+def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """Cores this process may use: its affinity, within the cgroup's CPU quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        with open(cpu_max, encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 limit: the affinity is the limit
+    return max(1, cores)
+
+
+def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes the system could give now (``MemAvailable``), or None where unknown."""
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def memory_slots(max_memory: int, batch_bytes: float) -> int:
+    """How many batches of ``batch_bytes`` fit in ``max_memory`` (at least 0)."""
+    if batch_bytes <= 0:
+        return 1 << 30
+    return int(max_memory // batch_bytes)
+
+
+def queue_for_jitter(mean_s: float, p95_s: float, step_s: float, workers: int) -> int:
+    """``max_queue_size="auto"``: finished batches that cover a slow batch.
+
+    While one batch takes its p95 time instead of its mean, the other workers keep
+    producing; the queue must hold what the consumer eats meanwhile, ``(p95 - mean) /
+    step`` batches, plus two so that a hand-off never finds it empty.
+    """
+    spread = max(p95_s - mean_s, 0.0)
+    need = math.ceil(spread / max(step_s, 1e-6)) + 2
+    return max(MIN_QUEUE, min(MAX_QUEUE, need, max(MIN_QUEUE, 4 * workers)))
+
+
+class Controller:
+    """Proposes worker counts from windows of measurements (module docstring).
+
+    Args:
+        mode: ``"thread"`` or ``"process"``.
+        workers: the count in force now.
+        cores: usable cores (``usable_cores()``).
+        max_memory: the memory budget in bytes.
+        queue: ``max_queue_size`` in force (batches waiting besides the workers').
+        can_switch: the user allowed a move to processes (``use_multiprocessing=
+            "auto"``) and the source pickles.
+    """
+
+    def __init__(
+        self,
+        mode: str,
+        workers: int,
+        *,
+        cores: int,
+        max_memory: int,
+        queue: int,
+        can_switch: bool = False,
+    ) -> None:
+        self.mode = mode
+        self.workers = workers
+        self.cores = cores
+        self.max_memory = max_memory
+        self.queue = queue
+        self.can_switch = can_switch
+        self.ceiling = self._hard_cap()
+        self._before: tuple[int, float, float] | None = None  # pre-grow figures
+        self._ceiling_produce_s = 0.0  # the batch cost when the ceiling was found
+
+    def _hard_cap(self) -> int:
+        return MAX_THREADS if self.mode == "thread" else self.cores
+
+    def memory_cap(self, batch_bytes: float) -> int:
+        """Most workers the budget allows with ``queue`` batches waiting as well."""
+        return memory_slots(self.max_memory, batch_bytes) - self.queue
+
+    def observe(self, w: Window) -> Decision | None:
+        """The change this window calls for, or None; the controller applies it."""
+        if w.batches == 0 or w.elapsed_s <= 0:
+            return None
+        produce = w.produce_s / w.batches
+        if self.ceiling < self._hard_cap() and not (
+            1 / 3 < produce / max(self._ceiling_produce_s, 1e-12) < 3.0
+        ):
+            # The source changed speed (a new phase, another file system): the
+            # ceiling found for the old cost says nothing about the new one.
+            self.ceiling = self._hard_cap()
+        cap = min(self.ceiling, self.memory_cap(w.batch_bytes))
+        if self.workers > max(cap, 1):
+            return self._set(max(cap, 1), "memory budget", w)
+        switch = self._switch(w)
+        if switch is not None:
+            return switch
+        before, self._before = self._before, None
+        waits = w.wait_fraction > WAIT_TARGET
+        if before is not None and waits:
+            gain = w.throughput / max(before[1], 1e-12) - 1.0
+            if gain < MIN_GAIN:
+                self.ceiling = before[0]
+                self._ceiling_produce_s = before[2]
+                return self._set(
+                    before[0],
+                    f"{before[0]} -> {self.workers} workers added {gain:.0%} "
+                    f"throughput (under {MIN_GAIN:.0%}): kept {before[0]}",
+                    w,
+                )
+        if waits and self.workers < cap:
+            need = math.ceil(produce / w.step_s * 1.1)
+            new = max(self.workers + 1, min(need, 2 * self.workers, cap))
+            self._before = (self.workers, w.throughput, produce)
+            return self._set(
+                new,
+                f"the loop waited {w.wait_fraction:.0%} of the time; "
+                f"{produce * 1e3:.1f} ms per batch against a "
+                f"{w.step_s * 1e3:.2f} ms step needs about {need} workers",
+                w,
+            )
+        busy = w.produce_s / (w.elapsed_s * self.workers)
+        if not waits and self.workers > 1 and busy * SHRINK_SLACK < 1.0:
+            new = max(1, math.ceil(self.workers * busy * 1.5))
+            if new < self.workers:
+                return self._set(
+                    new,
+                    f"workers were busy {busy:.0%} of the time with no wait",
+                    w,
+                )
+        return None
+
+    def _switch(self, w: Window) -> Decision | None:
+        if self.mode != "thread" or not self.can_switch:
+            return None
+        share = w.cpu_s / w.produce_s if w.produce_s > 0 else 0.0
+        if share < GIL_SHARE or w.wait_fraction <= WAIT_TARGET:
+            return None
+        self.mode = "process"
+        self.can_switch = False
+        self.ceiling = self._hard_cap()
+        self._before = None
+        old = self.workers
+        self.workers = max(1, min(self.cores, self.memory_cap(w.batch_bytes)))
+        return Decision(
+            "mode",
+            "thread",
+            "process",
+            f"the workers spent {share:.0%} of their time on the CPU holding the GIL "
+            f"and the loop waited {w.wait_fraction:.0%}: processes, {self.workers} "
+            f"(was {old} threads)",
+        )
+
+    def _set(self, new: int, why: str, w: Window) -> Decision | None:
+        if new == self.workers:
+            return None
+        old, self.workers = self.workers, new
+        return Decision("workers", old, new, why)

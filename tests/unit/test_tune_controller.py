@@ -1,0 +1,175 @@
+"""The controller is a pure function of measurements: scripted windows, no sleeps.
+
+A small model of a pipeline stands in for the clock: ``n`` workers each take
+``produce_s`` per batch (``parallel`` of them can truly run at once: 1 for a source
+that holds the GIL), the training step takes ``step_s``; a window of one second then
+delivers ``min(parallel_rate, 1 / step_s)`` batches and the loop waits for the rest.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stoker._engine import tune
+from stoker._engine.tune import Controller, Window
+
+
+def model(
+    workers: int,
+    *,
+    produce_s: float,
+    step_s: float,
+    parallel: int | None = None,
+    cpu_share: float = 0.0,
+    nbytes: int = 1000,
+) -> Window:
+    """One second of a pipeline with ``workers`` workers (module docstring)."""
+    lanes = workers if parallel is None else min(workers, parallel)
+    rate = min(lanes / produce_s, 1.0 / step_s)
+    batches = max(1, round(rate))
+    wait = max(0.0, 1.0 - batches * step_s)
+    # Workers stuck behind the GIL report the wall time they were blocked as well.
+    produce = produce_s * workers / lanes
+    return Window(
+        1.0,
+        batches,
+        wait,
+        batches * produce,
+        batches * produce * cpu_share,
+        batches * nbytes,
+        workers,
+    )
+
+
+def converge(ctl: Controller, steps: int = 30, **kw) -> list[tune.Decision]:
+    decisions = []
+    for _ in range(steps):
+        d = ctl.observe(model(ctl.workers, **kw))
+        if d is not None:
+            decisions.append(d)
+    return decisions
+
+
+def test_grows_until_the_loop_stops_waiting():
+    # 50 ms per batch, a 5 ms step: 10 threads keep up.
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    decisions = converge(ctl, produce_s=0.05, step_s=0.005)
+    assert decisions and all(d.setting == "workers" for d in decisions)
+    assert decisions[0].old == 2 and decisions[0].new > 2
+    assert "waited" in decisions[0].why
+    assert 10 <= ctl.workers <= 16
+    last = model(ctl.workers, produce_s=0.05, step_s=0.005)
+    assert last.wait_fraction <= tune.WAIT_TARGET
+    # Settled: further windows change nothing.
+    assert converge(ctl, steps=5, produce_s=0.05, step_s=0.005) == []
+
+
+def test_threads_go_past_the_cores_processes_do_not():
+    threads = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    converge(threads, produce_s=0.05, step_s=0.001)
+    assert 50 <= threads.workers <= tune.MAX_THREADS  # 50 keep up, far past 2 cores
+    procs = Controller("process", 1, cores=3, max_memory=10**9, queue=10)
+    converge(procs, produce_s=0.05, step_s=0.001)
+    assert procs.workers == 3
+    many = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    converge(many, produce_s=0.5, step_s=0.001)
+    assert many.workers == tune.MAX_THREADS  # 500 would keep up; 64 is the cap
+
+
+def test_stops_when_one_more_worker_adds_too_little():
+    # A GIL-bound source on threads: one runs at a time, more add nothing.
+    ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
+    decisions = converge(ctl, produce_s=0.01, step_s=0.001, parallel=1)
+    grow, undo = decisions[0], decisions[1]
+    assert grow.new > grow.old
+    assert undo.new == grow.old and "added" in undo.why
+    assert ctl.workers == 2
+    assert len(decisions) == 2  # it does not try again for the same source
+
+
+def test_tries_again_when_the_source_changes_speed():
+    ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
+    converge(ctl, produce_s=0.01, step_s=0.001, parallel=2)
+    stuck = ctl.workers
+    # The second half of the epoch: a slow remote read that threads overlap.
+    converge(ctl, produce_s=0.1, step_s=0.001)
+    assert ctl.workers > stuck
+
+
+def test_shrinks_idle_workers():
+    # 32 workers for a source 1 worker keeps up with.
+    ctl = Controller("thread", 32, cores=2, max_memory=10**9, queue=10)
+    decisions = converge(ctl, produce_s=0.001, step_s=0.01)
+    assert decisions[0].new < 32 and "busy" in decisions[0].why
+    assert ctl.workers <= 2
+    assert model(ctl.workers, produce_s=0.001, step_s=0.01).wait_fraction == 0
+
+
+def test_never_exceeds_the_memory_budget():
+    # 10 MB batches, 200 MB budget, queue 10: at most 10 workers on top of the queue.
+    ctl = Controller("thread", 2, cores=2, max_memory=200 * 10**6, queue=10)
+    seen = [ctl.workers]
+    for _ in range(30):
+        d = ctl.observe(model(ctl.workers, produce_s=0.1, step_s=0.001, nbytes=10**7))
+        seen.append(ctl.workers)
+        if d is not None:
+            assert (d.new + 10) * 10**7 <= 200 * 10**6 or d.new < d.old
+    assert max(seen) <= 10
+    assert ctl.workers == 10
+
+
+def test_a_count_over_the_budget_is_cut_at_once():
+    ctl = Controller("thread", 40, cores=2, max_memory=20 * 10**6, queue=10)
+    d = ctl.observe(model(40, produce_s=0.1, step_s=0.001, nbytes=10**6))
+    assert d is not None and d.new == 10 and d.why == "memory budget"
+
+
+@pytest.mark.parametrize(
+    ("cpu_share", "can_switch", "switches"),
+    [(0.95, True, True), (0.95, False, False), (0.05, True, False)],
+)
+def test_switches_to_processes_only_when_gil_bound_and_picklable(
+    cpu_share, can_switch, switches
+):
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=can_switch)  # fmt: skip
+    parallel = 1 if cpu_share > 0.5 else None
+    decisions = converge(
+        ctl, produce_s=0.01, step_s=0.001, parallel=parallel, cpu_share=cpu_share
+    )
+    modes = [d for d in decisions if d.setting == "mode"]
+    if switches:
+        assert modes and (modes[0].old, modes[0].new) == ("thread", "process")
+        assert "GIL" in modes[0].why
+        assert ctl.mode == "process" and ctl.workers <= 4
+    else:
+        assert modes == [] and ctl.mode == "thread"
+
+
+def test_no_switch_when_the_loop_does_not_wait():
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    converge(ctl, produce_s=0.001, step_s=0.01, parallel=1, cpu_share=1.0)
+    assert ctl.mode == "thread"
+
+
+def test_queue_for_jitter_is_bounded():
+    assert tune.queue_for_jitter(0.01, 0.01, 0.01, 4) == tune.MIN_QUEUE
+    assert tune.queue_for_jitter(0.01, 0.05, 0.005, 4) == 10
+    assert tune.queue_for_jitter(0.01, 5.0, 0.001, 64) == tune.MAX_QUEUE
+
+
+def test_usable_cores_reads_the_cgroup_quota(tmp_path):
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    assert tune.usable_cores(str(cpu_max)) <= 2
+    cpu_max.write_text("max 100000\n")
+    assert tune.usable_cores(str(cpu_max)) >= 1
+    assert tune.usable_cores(str(tmp_path / "missing")) >= 1
+
+
+def test_available_memory(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 100 kB\nMemAvailable: 42 kB\n")
+    assert tune.available_memory(str(meminfo)) == 42 * 1024
+    assert tune.available_memory(str(tmp_path / "missing")) is None
