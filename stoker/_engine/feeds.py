@@ -117,8 +117,11 @@ def _process_backend(
     fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
 ) -> Backend:
     from stoker._engine.process.backend import ProcessBackend
+    from stoker._engine.tune import usable_cores
 
-    return ProcessBackend(fetcher, opts, budget, name)
+    # workers="auto" on processes: room for one per usable core, started on demand.
+    limit = usable_cores() if "workers" in opts.auto else opts.workers
+    return ProcessBackend(fetcher, opts, budget, name, limit)
 
 
 # LoaderOptions.mode -> factory(fetcher, options, budget, name) of its backend
@@ -137,6 +140,7 @@ class IndexedFeed:
         self._n = source_length(source)
         self._change: tuple[int, int] | None = None
         self._backend: Backend | None = None
+        self._size: tuple[int, int] | None = None  # (workers, budget) once tuned
         self.fetcher = Fetcher(source, opts.batch_size, seed)
         self._set_plan(seed, first_epoch=0)
 
@@ -160,7 +164,25 @@ class IndexedFeed:
             o = self._opts
             budget = o.max_queue_size + o.workers
             self._backend = _BACKENDS[o.mode](self.fetcher, o, budget, self._name)
+            if self._size is not None:  # tuned before a restart (a resume's seed)
+                self.resize(*self._size)
         return self._backend
+
+    @property
+    def resizable(self) -> bool:
+        """The backend can change its worker count while running (``resize``)."""
+        return self._opts.mode in ("thread", "process")
+
+    def resize(self, workers: int, budget: int) -> None:
+        """Run ``workers`` workers with ``budget`` tokens from the next batch on.
+
+        Threads and processes have ``resize``; a backend without it (a third one
+        that does not size itself) keeps its size, and ``resizable`` says so.
+        """
+        self._size = (workers, budget)
+        resize = getattr(self._backend, "resize", None)
+        if resize is not None:
+            resize(workers, budget)
 
     def epoch_length(self, epoch: int) -> int:
         n = source_length(self.source)
@@ -230,3 +252,24 @@ def _same(key: str, saved: Any, mine: Any) -> None:
             f"the state was saved with {key}={saved!r} but this loader has "
             f"{key}={mine!r}: {hint} (resume with the same source and options)"
         )
+
+
+class Resources:
+    """What must be released when the loader goes: the finalizer holds only this."""
+
+    def __init__(self, feed: Feed, timeout_s: float) -> None:
+        self.feed: Feed | None = feed
+        self.timeout_s = timeout_s
+        self.run: EpochRun | None = None
+
+    def release(self) -> None:
+        # Stop the run, then close the feed before joining the run: process workers
+        # stop within a second instead of first finishing the batches they hold.
+        if self.run is not None:
+            self.run.stop()
+        if self.feed is not None:
+            self.feed.close(self.timeout_s)
+            self.feed = None
+        if self.run is not None:
+            self.run.join(self.timeout_s)
+            self.run = None
