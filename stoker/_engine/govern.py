@@ -32,8 +32,8 @@ from stoker._options import DEFAULT_MEMORY_FRACTION, LoaderOptions
 
 _log = logging.getLogger("stoker")
 # A window the controller can judge: long enough that one slow batch is noise...
-WINDOW_S = 0.25
-WINDOW_BATCHES = 8
+WINDOW_S = 0.15
+WINDOW_BATCHES = 6
 # ...and a window that ends anyway, for sources slower than WINDOW_BATCHES per 2 s.
 MAX_WINDOW_S = 2.0
 # With fixed settings, warn once when the loop waited this share of the time...
@@ -160,7 +160,9 @@ class Governor:
             mean, p95 = self._stats.produce_spread()
             queue = tune.queue_for_jitter(mean, p95, window.step_s, self.workers)
             queue = min(queue, tune.memory_slots(self.max_memory, window.batch_bytes))
-            if abs(queue - self.queue) >= 2:
+            # Grow at once (jitter starves the loop), shrink only by half or more
+            # (a queue that breathes with every window only fills the log).
+            if queue > self.queue + 1 or 2 * queue <= self.queue:
                 why = (
                     f"produce time mean {mean * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms "
                     f"against a {window.step_s * 1e3:.2f} ms step"
@@ -194,12 +196,7 @@ class Governor:
         if summary["wait_fraction"] <= WARN_WAIT_FRACTION:
             return
         self._warned = True
-        _log.warning(
-            "stoker: %s: the training loop waited %.0f%% of the time for data; %s",
-            self._name,
-            100 * summary["wait_fraction"],
-            summary["advice"],
-        )
+        _log.warning("stoker: %s: %s", self._name, summary["advice"])
 
     # -- tracing ---------------------------------------------------------------------
     def start_trace(self, path: str | os.PathLike[str], batches: int) -> TraceRing:

@@ -117,6 +117,7 @@ class LoaderStats:
         self._wait = _Reservoir(rand)
         self._produce = _Reservoir(rand)
         self._epoch_start: float | None = None
+        self._first_start: float | None = None  # decisions' at_s counts from here
         self.tuning: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=_DECISIONS_KEPT
         )
@@ -126,6 +127,8 @@ class LoaderStats:
     # -- recording (the consumer's thread) ------------------------------------------
     def epoch_started(self) -> None:
         self._epoch_start = self._clock()
+        if self._first_start is None:
+            self._first_start = self._epoch_start
         self._epoch = _Totals()
 
     def epoch_ended(self) -> None:
@@ -157,7 +160,14 @@ class LoaderStats:
     def decided(self, at: int, setting: str, old: Any, new: Any, why: str) -> None:
         """A tuning decision (``summary()["tuning"]``)."""
         self.tuning.append(
-            {"at_batch": at, "setting": setting, "from": old, "to": new, "why": why}
+            {
+                "at_batch": at,
+                "at_s": round(self._clock() - (self._first_start or self._clock()), 3),
+                "setting": setting,
+                "from": old,
+                "to": new,
+                "why": why,
+            }
         )
 
     # -- reading ---------------------------------------------------------------------

@@ -6,13 +6,17 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
   ``WAIT_TARGET``) and the last increase still paid: one window with more workers
   must deliver at least ``MIN_GAIN`` more batches per second. The step is the
   estimate ``produce time / step time`` (the workers that would keep up), at most
-  doubling per window so that one noisy window cannot overshoot by much.
+  ``GROW_FACTOR`` times the count per window.
 - **Workers stop** when the wait fraction is under ``WAIT_TARGET``, or when the last
   increase added less than ``MIN_GAIN``: that increase is undone and the count is
   remembered as a ceiling (the source is bound by something workers do not add:
-  the GIL, a disk, a remote server's limit).
-- **Workers shrink** when they sit idle: the loop does not wait and fewer than
-  ``1 / SHRINK_SLACK`` of the workers' time is spent producing.
+  the GIL, a disk, a remote server's limit). The ceiling is tried again after 4,
+  8, 16, ... windows, and at once when the batch cost changes threefold, so a window
+  spoilt by a source that changed speed in its middle does not stop the growth for
+  good.
+- **Workers shrink** when they sit idle: for ``IDLE_WINDOWS`` windows in a row the
+  loop did not wait and the workers spent under ``1 / SHRINK_SLACK`` of their time
+  producing.
 - **Threads or processes:** threads may go far past the core count (an I/O-bound
   source overlaps waits: the seed's latency case wants 8 to 64); processes stay
   within the usable cores (affinity and the cgroup's ``cpu.max``). A switch from
@@ -36,8 +40,15 @@ from typing import NamedTuple
 WAIT_TARGET = 0.02
 # One more step of workers must add at least 5% throughput to be kept.
 MIN_GAIN = 0.05
+# Most a window may multiply the workers by: the estimate is usually right (a sleep
+# or a read overlaps perfectly), and one window at a wrong count is undone by the
+# next (the MIN_GAIN test), so a bold step converges in a window or two.
+GROW_FACTOR = 8
 # Shrink when the workers' busy share is under 1 / SHRINK_SLACK of what they could do.
 SHRINK_SLACK = 2.0
+# Idle windows in a row before workers are retired: growing back costs a window of
+# waiting, so one quiet window (a fast stretch of the data) is not enough.
+IDLE_WINDOWS = 3
 # Threads for an I/O-bound source: the seed's latency case wants up to 64.
 MAX_THREADS = 64
 # A thread pool whose workers burn this many CPU-seconds per produce-second holds the
@@ -176,6 +187,9 @@ class Controller:
         self.ceiling = self._hard_cap()
         self._before: tuple[int, float, float] | None = None  # pre-grow figures
         self._ceiling_produce_s = 0.0  # the batch cost when the ceiling was found
+        self._idle = 0  # idle windows in a row
+        self._hold = 0  # windows left before the ceiling is tried again
+        self._holds = 0  # ceilings found so far: each waits twice as long
 
     def _hard_cap(self) -> int:
         return MAX_THREADS if self.mode == "thread" else self.cores
@@ -195,6 +209,10 @@ class Controller:
             # The source changed speed (a new phase, another file system): the
             # ceiling found for the old cost says nothing about the new one.
             self.ceiling = self._hard_cap()
+        elif self.ceiling < self._hard_cap():
+            self._hold -= 1
+            if self._hold <= 0:  # try again now and then: the source may change
+                self.ceiling = self._hard_cap()
         cap = min(self.ceiling, self.memory_cap(w.batch_bytes))
         if self.workers > max(cap, 1):
             return self._set(max(cap, 1), "memory budget", w)
@@ -208,6 +226,8 @@ class Controller:
             if gain < MIN_GAIN:
                 self.ceiling = before[0]
                 self._ceiling_produce_s = before[2]
+                self._holds += 1
+                self._hold = 2 ** min(self._holds + 1, 10)
                 return self._set(
                     before[0],
                     f"{before[0]} -> {self.workers} workers added {gain:.0%} "
@@ -216,7 +236,7 @@ class Controller:
                 )
         if waits and self.workers < cap:
             need = math.ceil(produce / w.step_s * 1.1)
-            new = max(self.workers + 1, min(need, 2 * self.workers, cap))
+            new = max(self.workers + 1, min(need, GROW_FACTOR * self.workers, cap))
             self._before = (self.workers, w.throughput, produce)
             return self._set(
                 new,
@@ -226,7 +246,10 @@ class Controller:
                 w,
             )
         busy = w.produce_s / (w.elapsed_s * self.workers)
-        if not waits and self.workers > 1 and busy * SHRINK_SLACK < 1.0:
+        idle = not waits and self.workers > 1 and busy * SHRINK_SLACK < 1.0
+        self._idle = self._idle + 1 if idle else 0
+        if self._idle >= IDLE_WINDOWS:
+            self._idle = 0
             new = max(1, math.ceil(self.workers * busy * 1.5))
             if new < self.workers:
                 return self._set(

@@ -74,7 +74,7 @@ def test_auto_threads_grow_for_a_slow_source_and_say_why():
 
 def test_auto_threads_shrink_when_idle():
     # A fast source and a slow training step: two workers are one too many.
-    with stoker.Loader(sources.Indexed(n=60), workers="auto") as loader:
+    with stoker.Loader(sources.Indexed(n=100), workers="auto") as loader:
         for _ in loader:
             time.sleep(0.01)
         s = loader.stats.summary()

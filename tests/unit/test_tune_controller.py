@@ -84,7 +84,11 @@ def test_stops_when_one_more_worker_adds_too_little():
     assert grow.new > grow.old
     assert undo.new == grow.old and "added" in undo.why
     assert ctl.workers == 2
-    assert len(decisions) == 2  # it does not try again for the same source
+    # It tries again now and then (the source may change), ever more rarely: 4, 8
+    # and 16 windows later in 30 windows.
+    assert len(decisions) <= 8
+    retries = [k for k, d in enumerate(decisions) if d.new > d.old]
+    assert len(retries) <= 4
 
 
 def test_tries_again_when_the_source_changes_speed():

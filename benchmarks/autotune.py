@@ -1,0 +1,162 @@
+# Run: .venv/bin/python benchmarks/autotune.py   (about 3 min; --quick: about 1 min;
+#      --only latency,tiny to pick workloads). Issue 14's targets, in one run each.
+# Last run (2026-11-29, 2 vCPUs shared with four other jobs: ratios only; table in
+# docs/benchmarks.md), whole-run throughput of auto / best fixed point of the sweep:
+#   see docs/benchmarks.md "Issue 14" for the table this script printed.
+"""workers="auto" against the best fixed setting of a sweep, measured in the same run.
+
+Each workload runs two epochs behind a training loop that takes ``--step`` seconds
+per batch (a sleep, as a GPU step leaves the CPU free). For every fixed point of the
+sweep and for ``workers="auto", max_queue_size="auto"``, the script reports batches
+per second over both epochs (the first includes auto's convergence), the second
+epoch alone, and for auto the time and batch of its last decision (convergence) and
+the settings it ended with.
+
+Workloads: stoker bench's built-ins (``latency`` at 50 ms, ``cpu``, ``big``,
+``files``, ``tiny``) and ``shift``, a source that changes speed halfway through each
+epoch (5 ms per batch, then 40 ms), as a user's source might when it reaches data
+on a slower disk. ``cpu`` holds the GIL: threads cannot scale it, so auto is also
+run on processes there (``use_multiprocessing="auto"`` is not built yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import stoker
+from stoker.bench.workloads import make_workload
+
+# Sweep points per workload: (mode, workers); the queue is swept at the best of them.
+_SWEEP: dict[str, list[tuple[bool, int]]] = {
+    "latency": [(False, w) for w in (4, 8, 16, 32, 64)],
+    "shift": [(False, w) for w in (2, 4, 8, 16, 32)],
+    "files": [(False, w) for w in (1, 2, 4, 8)] + [(True, 2)],
+    "cpu": [(False, 1), (False, 2), (True, 1), (True, 2)],
+    "big": [(False, 1), (False, 2), (False, 4), (True, 2)],
+    "tiny": [(False, 1), (False, 2), (False, 4)],
+}
+_QUEUES = (2, 32)
+# Batches per epoch: each fixed run at its best point lasts about a second.
+_BATCHES = {"latency": 240, "shift": 160, "files": 48, "cpu": 48, "big": 96}
+_TINY_BATCHES = 20000
+
+
+class ShiftSource:
+    """5 ms per batch for the first half of each epoch, 40 ms for the second half."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Any:
+        import numpy as np
+
+        time.sleep(0.005 if index < self.length // 2 else 0.04)
+        return np.full((128, 784), index % 256, dtype=np.float32)
+
+
+def _source(name: str, quick: bool) -> Any:
+    n = _BATCHES.get(name, _TINY_BATCHES)
+    if quick:
+        n //= 2
+    if name == "shift":
+        return ShiftSource(n)
+    latency = 0.05 if name == "latency" else None
+    return make_workload(name, batches=n, latency=latency).source
+
+
+def _run(source: Any, step: float, **options: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    with stoker.Loader(source, timeout=120, **options) as loader:
+        for _ in loader:
+            if step:
+                time.sleep(step)
+        t1 = time.perf_counter()
+        for _ in loader:
+            if step:
+                time.sleep(step)
+        t2 = time.perf_counter()
+        s = loader.stats.summary()
+    n = len(source)
+    last = s["tuning"][-1] if s["tuning"] else None
+    return {
+        "all_bps": 2 * n / (t2 - t0),
+        "epoch2_bps": n / (t2 - t1),
+        "settled_s": last["at_s"] if last else 0.0,
+        "settled_batch": last["at_batch"] if last else 0,
+        "first_epoch_s": t1 - t0,
+        "end": f"{s['mode']} {s['workers']}",
+        "decisions": len(s["tuning"]),
+    }
+
+
+def _label(mp: bool, workers: Any, queue: Any) -> str:
+    return f"{'processes' if mp else 'threads'} w={workers} q={queue}"
+
+
+def bench(name: str, quick: bool, step: float) -> list[str]:
+    source = _source(name, quick)
+    step = 0.0 if name == "tiny" else step
+    fixed: list[tuple[str, dict[str, Any]]] = []
+    for mp, w in _SWEEP[name]:
+        fixed.append((_label(mp, w, 10), _run(source, step, workers=w,
+                                              use_multiprocessing=mp)))  # fmt: skip
+    best_label, best = max(fixed, key=lambda r: r[1]["all_bps"])
+    mp, w = _SWEEP[name][[f[0] for f in fixed].index(best_label)]
+    for q in _QUEUES:
+        fixed.append((_label(mp, w, q), _run(source, step, workers=w,
+                      use_multiprocessing=mp, max_queue_size=q)))  # fmt: skip
+    best_label, best = max(fixed, key=lambda r: r[1]["all_bps"])
+    autos = [("threads auto", _run(source, step, workers="auto",
+                                   max_queue_size="auto"))]  # fmt: skip
+    if name in ("cpu", "big"):
+        autos.append(("processes auto", _run(source, step, workers="auto",
+                      max_queue_size="auto", use_multiprocessing=True)))  # fmt: skip
+    rows = []
+    for label, r in fixed:
+        mark = " (best)" if label == best_label else ""
+        rows.append(
+            f"| {name} | {label}{mark} | {r['all_bps']:.1f} | {r['epoch2_bps']:.1f} "
+            f"| {r['all_bps'] / best['all_bps']:.2f} | | |"
+        )
+    for label, r in autos:
+        rows.append(
+            f"| {name} | **{label}** -> {r['end']} | {r['all_bps']:.1f} "
+            f"| {r['epoch2_bps']:.1f} | **{r['all_bps'] / best['all_bps']:.2f}** "
+            f"| {r['settled_s']:.2f} s (batch {r['settled_batch']}, "
+            f"{r['settled_s'] / r['first_epoch_s']:.0%} of epoch 1) "
+            f"| {r['decisions']} |"
+        )
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="half the batches")
+    p.add_argument("--only", default="", help="comma list of workloads")
+    p.add_argument("--step", type=float, default=0.002, help="training step (s)")
+    args = p.parse_args()
+    names = [n for n in _SWEEP if not args.only or n in args.only.split(",")]
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, step "
+        f"{args.step * 1e3:g} ms, load average before: {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        "| workload | setting | batches/s (2 epochs) | epoch 2 | vs best "
+        "| last decision | decisions |"
+    )
+    print("|---|---|---:|---:|---:|---|---:|")
+    for name in names:
+        for row in bench(name, args.quick, args.step):
+            print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
