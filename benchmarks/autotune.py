@@ -136,13 +136,39 @@ def bench(name: str, quick: bool, step: float) -> list[str]:
     return rows
 
 
+def trace_cost(repeat: int = 5, n: int = 20000) -> list[str]:
+    """Per-batch cost of trace= on the tiny workload: on minus off, same run."""
+    import statistics
+    import tempfile
+
+    source = _source("tiny", False)
+    off, on = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(repeat):  # alternate, so that load changes hit both alike
+            for traced, out in ((False, off), (True, on)):
+                path = os.path.join(tmp, f"{k}.json") if traced else None
+                t0 = time.perf_counter()
+                with stoker.Loader(source, workers=1, trace=path) as loader:
+                    for _ in loader:
+                        pass
+                    t1 = time.perf_counter()  # before close() writes the file
+                out.append((t1 - t0) / n)
+    a, b = statistics.median(off), statistics.median(on)
+    return [
+        f"| tiny | trace off | {a * 1e6:.2f} us/batch | | | | |",
+        f"| tiny | trace on (ring of 10,000) | {b * 1e6:.2f} us/batch | | "
+        f"+{(b - a) * 1e6:.2f} us | | |",
+    ]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="half the batches")
     p.add_argument("--only", default="", help="comma list of workloads")
     p.add_argument("--step", type=float, default=0.002, help="training step (s)")
     args = p.parse_args()
-    names = [n for n in _SWEEP if not args.only or n in args.only.split(",")]
+    picked = args.only.split(",") if args.only else [*_SWEEP, "trace"]
+    names = [n for n in [*_SWEEP, "trace"] if n in picked]
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, step "
         f"{args.step * 1e3:g} ms, load average before: {os.getloadavg()[0]:.2f}"
@@ -153,7 +179,8 @@ def main() -> int:
     )
     print("|---|---|---:|---:|---:|---|---:|")
     for name in names:
-        for row in bench(name, args.quick, args.step):
+        rows = trace_cost() if name == "trace" else bench(name, args.quick, args.step)
+        for row in rows:
             print(row, flush=True)
     return 0
 

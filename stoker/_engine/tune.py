@@ -43,7 +43,7 @@ MIN_GAIN = 0.05
 # Most a window may multiply the workers by: the estimate is usually right (a sleep
 # or a read overlaps perfectly), and one window at a wrong count is undone by the
 # next (the MIN_GAIN test), so a bold step converges in a window or two.
-GROW_FACTOR = 8
+GROW_FACTOR = 16
 # Shrink when the workers' busy share is under 1 / SHRINK_SLACK of what they could do.
 SHRINK_SLACK = 2.0
 # Idle windows in a row before workers are retired: growing back costs a window of
@@ -223,7 +223,11 @@ class Controller:
         waits = w.wait_fraction > WAIT_TARGET
         if before is not None and waits:
             gain = w.throughput / max(before[1], 1e-12) - 1.0
-            if gain < MIN_GAIN:
+            # Batches that got much slower without holding the GIL mean the source
+            # changed speed (threads stuck on the GIL also get slower, on the CPU):
+            # that window says nothing about the increase, so keep growing.
+            slower = produce > 1.5 * before[2] and w.cpu_s < GIL_SHARE * w.produce_s
+            if gain < MIN_GAIN and not slower:
                 self.ceiling = before[0]
                 self._ceiling_produce_s = before[2]
                 self._holds += 1

@@ -79,7 +79,7 @@ def test_threads_go_past_the_cores_processes_do_not():
 def test_stops_when_one_more_worker_adds_too_little():
     # A GIL-bound source on threads: one runs at a time, more add nothing.
     ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
-    decisions = converge(ctl, produce_s=0.01, step_s=0.001, parallel=1)
+    decisions = converge(ctl, produce_s=0.01, step_s=0.001, parallel=1, cpu_share=0.9)
     grow, undo = decisions[0], decisions[1]
     assert grow.new > grow.old
     assert undo.new == grow.old and "added" in undo.why
@@ -93,11 +93,20 @@ def test_stops_when_one_more_worker_adds_too_little():
 
 def test_tries_again_when_the_source_changes_speed():
     ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
-    converge(ctl, produce_s=0.01, step_s=0.001, parallel=2)
+    converge(ctl, produce_s=0.01, step_s=0.001, parallel=2, cpu_share=0.9)
     stuck = ctl.workers
     # The second half of the epoch: a slow remote read that threads overlap.
     converge(ctl, produce_s=0.1, step_s=0.001)
     assert ctl.workers > stuck
+
+
+def test_a_source_that_slows_down_is_not_a_failed_increase():
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    grow = ctl.observe(model(2, produce_s=0.005, step_s=0.002))
+    assert grow is not None and grow.new > 2
+    # The next window: batches take 8x longer (a slower disk), throughput falls.
+    after = ctl.observe(model(ctl.workers, produce_s=0.04, step_s=0.002))
+    assert after is not None and after.new > grow.new, after
 
 
 def test_shrinks_idle_workers():
