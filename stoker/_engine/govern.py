@@ -4,10 +4,11 @@ The rule: the loader hands every delivered batch to :meth:`Governor.record`, whi
 records it in the stats and, only at *check points*, looks at the figures. With fixed
 settings the check points are batches 1, 2, 4, 8, ... (the memory budget against the
 measured batch size, and the one-time warning when the loop waits); with ``"auto"``
-settings every batch is a check point, and a window of measurements goes to the
+settings about 16 check points fall in each window (every batch for slow sources,
+every few dozen for cheap ones), and a window of measurements goes to the
 controller (``tune.py``) once it spans ``WINDOW_S`` and ``WINDOW_BATCHES``. So the
-per-batch cost of fixed settings is one counter compare; everything else happens a
-few times a second at most.
+per-batch cost is one counter compare; everything else happens a few hundred times
+a second at most.
 
 Changes take effect through the backend's ``resize(workers, budget)`` between two
 batches. Which worker computes a batch never changes its bytes (every batch is a
@@ -40,6 +41,8 @@ MAX_WINDOW_S = 2.0
 WARN_WAIT_FRACTION = 0.30
 # ...measured over at least this long (the first batches include worker start-up).
 WARN_AFTER_S = 1.0
+# Most batches between two checks of an "auto" loader.
+_MAX_STRIDE = 256
 # Without /proc/meminfo, the budget assumes this much memory is available.
 _FALLBACK_AVAILABLE = 4 * 1024**3
 
@@ -90,6 +93,7 @@ class Governor:
         )
         self._n = 0
         self._next = 1
+        self._stride = 1  # auto: batches between checks, from the last window
         self._window: tuple[float, tuple[float, ...]] | None = None
         self._warned = False
         self._budget = self.queue + self.workers
@@ -109,7 +113,7 @@ class Governor:
             self._check(result.nbytes)
 
     def _check(self, nbytes: int) -> None:
-        self._next = self._n + 1 if self._auto else self._n * 2
+        self._next = self._n + self._stride if self._auto else self._n * 2
         self._fit_memory(nbytes)
         if self._auto:
             self._tune()
@@ -128,7 +132,7 @@ class Governor:
                 "batches smaller"
             )
         slots = tune.memory_slots(self.max_memory, nbytes)
-        if self._budget > slots:
+        if self._budget > slots and self._resize is not None:
             why = (
                 f"{self._budget} batches of {nbytes / 1e6:.1f} MB would pass "
                 f"max_memory={self.max_memory / 1e6:.0f} MB"
@@ -151,6 +155,9 @@ class Governor:
         window = tune.Window(span, int(d[0]), d[1], d[2], d[3], int(d[4]),
                              self.workers)  # fmt: skip
         self._window = (now, figures)
+        # About 16 checks per window: a cheap source (thousands of batches a
+        # second) then pays a clock read every few dozen batches, not every one.
+        self._stride = max(1, min(_MAX_STRIDE, window.batches // 16))
         if "workers" in self._opts.auto:
             self._controller.queue = self.queue
             decision = self._controller.observe(window)
