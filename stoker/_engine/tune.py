@@ -214,6 +214,9 @@ class Controller:
             if self._hold <= 0:  # try again now and then: the source may change
                 self.ceiling = self._hard_cap()
         cap = min(self.ceiling, self.memory_cap(w.batch_bytes))
+        if w.cpu_s >= GIL_SHARE * w.produce_s:
+            # Work on the CPU: more workers than cores only queue for them.
+            cap = min(cap, self.cores)
         if self.workers > max(cap, 1):
             return self._set(max(cap, 1), "memory budget", w)
         switch = self._switch(w)
@@ -223,10 +226,11 @@ class Controller:
         waits = w.wait_fraction > WAIT_TARGET
         if before is not None and waits:
             gain = w.throughput / max(before[1], 1e-12) - 1.0
-            # Batches that got much slower without holding the GIL mean the source
-            # changed speed (threads stuck on the GIL also get slower, on the CPU):
-            # that window says nothing about the increase, so keep growing.
-            slower = produce > 1.5 * before[2] and w.cpu_s < GIL_SHARE * w.produce_s
+            # Batches that got much slower while the workers together burned under
+            # half a core mean the source changed speed (workers that contend for
+            # the GIL or the cores also get slower, but burn a core or more): that
+            # window says nothing about the increase, so keep growing.
+            slower = produce > 1.5 * before[2] and w.cpu_s < 0.5 * w.elapsed_s
             if gain < MIN_GAIN and not slower:
                 self.ceiling = before[0]
                 self._ceiling_produce_s = before[2]
