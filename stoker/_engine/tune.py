@@ -6,7 +6,8 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
   ``WAIT_TARGET``) and the last increase still paid: one window with more workers
   must deliver at least ``MIN_GAIN`` more batches per second. The step is the
   estimate ``produce time / step time`` (the workers that would keep up), at most
-  ``GROW_FACTOR`` times the count per window.
+  ``GROW_FACTOR`` times the count per window. The window right after an increase
+  is skipped: it holds the new workers' start-up.
 - **Workers stop** when the wait fraction is under ``WAIT_TARGET``, or when the last
   increase added less than ``MIN_GAIN``: that increase is undone and the count is
   remembered as a ceiling (the source is bound by something workers do not add:
@@ -187,6 +188,7 @@ class Controller:
         self.ceiling = self._hard_cap()
         self._before: tuple[int, float, float] | None = None  # pre-grow figures
         self._ceiling_produce_s = 0.0  # the batch cost when the ceiling was found
+        self._settling = False  # the next window follows an increase: skip it
         self._idle = 0  # idle windows in a row
         self._hold = 0  # windows left before the ceiling is tried again
         self._holds = 0  # ceilings found so far: each waits twice as long
@@ -222,6 +224,12 @@ class Controller:
         switch = self._switch(w)
         if switch is not None:
             return switch
+        if self._settling:
+            # The window right after an increase holds the new workers' start (a
+            # process's fork, every new worker's first batch): judged on it, an
+            # increase that pays would look as if it did not.
+            self._settling = False
+            return None
         before, self._before = self._before, None
         waits = w.wait_fraction > WAIT_TARGET
         if before is not None and waits:
@@ -246,6 +254,7 @@ class Controller:
             need = math.ceil(produce / w.step_s * 1.1)
             new = max(self.workers + 1, min(need, GROW_FACTOR * self.workers, cap))
             self._before = (self.workers, w.throughput, produce)
+            self._settling = True
             return self._set(
                 new,
                 f"the loop waited {w.wait_fraction:.0%} of the time; "

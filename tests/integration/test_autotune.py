@@ -128,3 +128,17 @@ def test_no_warning_with_auto(caplog, monkeypatch):
         with stoker.Loader(sources.Indexed(n=40, sleep=0.01), workers="auto") as ld:
             list(ld)
     assert not [r for r in caplog.records if "waited" in r.getMessage()]
+
+
+def test_the_tracked_run_keeps_the_decisions(tmp_path):
+    import stoker.track as T
+
+    store = tmp_path / "store.db"
+    with T.track("auto", store=store, capture=False, sample=False) as run:
+        with stoker.Loader(sources.Indexed(n=80, sleep=0.01), workers="auto") as ld:
+            list(ld)
+    (row,) = T.get_run(run.id, store)["loaders"]
+    assert row["settings"]["auto"] == ["workers"]
+    tuning = row["summary"]["tuning"]
+    assert tuning and tuning[0]["setting"] == "workers" and tuning[0]["why"]
+    assert row["summary"]["workers"] == tuning[-1]["to"]

@@ -104,7 +104,9 @@ def test_a_source_that_slows_down_is_not_a_failed_increase():
     ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
     grow = ctl.observe(model(2, produce_s=0.005, step_s=0.002))
     assert grow is not None and grow.new > 2
-    # The next window: batches take 8x longer (a slower disk), throughput falls.
+    # The window after an increase holds the new workers' start: not judged.
+    assert ctl.observe(model(ctl.workers, produce_s=0.005, step_s=0.002)) is None
+    # Then batches take 8x longer (a slower disk) and throughput falls.
     after = ctl.observe(model(ctl.workers, produce_s=0.04, step_s=0.002))
     assert after is not None and after.new > grow.new, after
 
