@@ -47,7 +47,8 @@ class Loader:
             length is read again at every epoch start.
         workers: threads or processes computing batches, or ``"auto"`` (sized as
             it runs: docs/tuning.md; ``stats.summary()["tuning"]`` says why).
-        use_multiprocessing: processes instead of threads (Keras' name).
+        use_multiprocessing: processes instead of threads (Keras' name), or
+            ``"auto"``: threads, then processes if the work holds the GIL.
         max_queue_size: finished batches allowed to wait for the consumer (at most
             ``max_queue_size + workers`` exist at once), or ``"auto"``.
         shuffle: visit batches (or samples) in an order drawn from ``(seed, epoch)``.
@@ -80,7 +81,7 @@ class Loader:
         source: Any,
         *,
         workers: int | str = DEFAULT_WORKERS,
-        use_multiprocessing: bool = False,
+        use_multiprocessing: bool | str = False,
         max_queue_size: int | str = DEFAULT_MAX_QUEUE_SIZE,
         shuffle: bool = False,
         seed: int | None = None,
@@ -100,7 +101,7 @@ class Loader:
     ) -> None:
         options = LoaderOptions(
             workers=workers,  # type: ignore[arg-type]
-            use_multiprocessing=use_multiprocessing,
+            use_multiprocessing=use_multiprocessing,  # type: ignore[arg-type]
             max_queue_size=max_queue_size,  # type: ignore[arg-type]
             shuffle=shuffle,
             seed=seed,
@@ -205,8 +206,7 @@ class Loader:
         self._resources = Resources(self._feed, _JOIN_TIMEOUT_S)
         self._finalizer = weakref.finalize(self, self._resources.release)
         self.stats = LoaderStats(options.workers, options.mode)
-        resize = getattr(self._feed, "resize", None)  # None: generator streams
-        self._gov = Governor(options, self.stats, resize, self.id)
+        self._gov = Governor(options, self.stats, self._feed, self.id)
         self._observers = scoped_observers() + list(observers or [])
         settings = options.describe(self.seed, self._epoch_len, self.source)
         notify(self._observers, "on_start", self.id, settings)

@@ -62,7 +62,11 @@ class LoaderOptions:
     auto: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        auto = []
+        auto = list(self.auto)  # kept by dataclasses.replace (a mode switch)
+        if self.use_multiprocessing == "auto":
+            # Threads first; processes when the work turns out to hold the GIL.
+            auto.append("use_multiprocessing")
+            object.__setattr__(self, "use_multiprocessing", False)
         if self.workers == "auto":
             auto.append("workers")
             # Processes start at one: each costs a start-up and memory, and the
@@ -142,7 +146,7 @@ class LoaderOptions:
             )
 
     def _check_processes(self) -> None:
-        if not self.use_multiprocessing:
+        if not self.use_multiprocessing and "use_multiprocessing" not in self.auto:
             given = [k for k in PROCESS_ONLY if getattr(self, k) is not None]
             if given:
                 raise ConfigError(

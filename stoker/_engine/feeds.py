@@ -18,15 +18,17 @@ plan is rebuilt from that epoch on (``plan.py``) and the change is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from typing import Any, Protocol
 
+from stoker._engine import pickling
 from stoker._engine.fetch import Fetcher
 from stoker._engine.plan import Plan
 from stoker._engine.run import Backend, EpochRun, Task
 from stoker._errors import ConfigError
-from stoker._options import LoaderOptions
+from stoker._options import LoaderOptions, default_start_method
 
 _log = logging.getLogger("stoker")
 # Stopping workers that hold an old seed, when a resume brings another.
@@ -120,7 +122,8 @@ def _process_backend(
     from stoker._engine.tune import usable_cores
 
     # workers="auto" on processes: room for one per usable core, started on demand.
-    limit = usable_cores() if "workers" in opts.auto else opts.workers
+    auto = {"workers", "use_multiprocessing"} & set(opts.auto)
+    limit = usable_cores() if auto else opts.workers
     return ProcessBackend(fetcher, opts, budget, name, limit)
 
 
@@ -141,6 +144,8 @@ class IndexedFeed:
         self._change: tuple[int, int] | None = None
         self._backend: Backend | None = None
         self._size: tuple[int, int] | None = None  # (workers, budget) once tuned
+        self._switch: tuple[int, int] | None = None  # to processes at the next epoch
+        self.switched = False  # moved from threads to processes ("auto")
         self.fetcher = Fetcher(source, opts.batch_size, seed)
         self._set_plan(seed, first_epoch=0)
 
@@ -204,7 +209,38 @@ class IndexedFeed:
         change, self._change = self._change, None
         return change
 
+    def switch_to_processes(self, workers: int, budget: int) -> None:
+        """From the next epoch on, run on ``workers`` processes (``"auto"``)."""
+        self._switch = (workers, budget)
+
+    def can_cross(self) -> str | None:
+        """None if process workers can take the source, else why not."""
+        method = self._opts.start_method or default_start_method()
+        if method == "fork":
+            return None  # forked workers inherit the source as it is
+        if pickling.culprit(self.source, "source") is None:
+            return None
+        return pickling.describe(self.source, "source")
+
+    def _switch_now(self) -> None:
+        workers, budget = self._switch or (0, 0)
+        self._switch = None
+        old, old_backend = self._opts, self._backend
+        self._opts = dataclasses.replace(old, use_multiprocessing=True)
+        self._backend, self._size = None, (workers, budget)
+        try:
+            self.backend  # noqa: B018  (started here, so a refusal is caught here)
+        except ConfigError as exc:
+            _log.warning("stoker: %s: staying on threads: %s", self._name, exc)
+            self._opts, self._backend = old, old_backend
+            return
+        if old_backend is not None:
+            old_backend.close(_RESTART_TIMEOUT_S)
+        self.switched = True
+
     def start(self, epoch: int, positions: list[int]) -> EpochRun:
+        if self._switch is not None:
+            self._switch_now()
         keys = self.plan.keys(epoch)
         tasks: list[Task] = [(p, keys[p]) for p in positions]
         return self.backend.start_epoch(epoch, tasks)

@@ -29,7 +29,11 @@ from stoker._engine.run import Result
 from stoker._engine.stats import LoaderStats
 from stoker._engine.trace import TraceRing
 from stoker._errors import ConfigError
-from stoker._options import DEFAULT_MEMORY_FRACTION, LoaderOptions
+from stoker._options import (
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MEMORY_FRACTION,
+    LoaderOptions,
+)
 
 _log = logging.getLogger("stoker")
 # A window the controller can judge: long enough that one slow batch is noise...
@@ -61,23 +65,24 @@ class Governor:
 
     Args:
         opts: the loader's options.
-        stats: the loader's stats (the governor updates ``workers`` and ``tuning``).
-        resize: the backend's ``resize(workers, budget)``, or None where the feed
-            cannot change its size (generator streams).
+        stats: the loader's stats (the governor updates ``workers``, ``mode`` and
+            ``tuning``).
+        feed: the loader's feed; its ``resize(workers, budget)`` and, for
+            ``use_multiprocessing="auto"``, ``switch_to_processes`` and
+            ``can_cross`` are used where it has them (generator streams have none).
         name: the loader's id, for messages and the trace.
     """
 
     def __init__(
-        self,
-        opts: LoaderOptions,
-        stats: LoaderStats,
-        resize: Callable[[int, int], None] | None,
-        name: str,
+        self, opts: LoaderOptions, stats: LoaderStats, feed: Any, name: str
     ) -> None:
         self._opts = opts
         self._stats = stats
-        self._resize = resize
+        self._feed = feed
+        self._resize: Callable[[int, int], None] | None = getattr(feed, "resize", None)
+        resize = self._resize
         self._name = name
+        self._switching = False  # a move to processes waits for the next epoch
         self.workers = opts.workers
         self.queue = opts.max_queue_size
         self.max_memory = memory_budget(opts.max_memory)
@@ -90,6 +95,8 @@ class Governor:
             cores=self.cores,
             max_memory=self.max_memory,
             queue=self.queue,
+            can_switch="use_multiprocessing" in opts.auto
+            and hasattr(feed, "switch_to_processes"),
         )
         self._n = 0
         self._next = 1
@@ -143,6 +150,12 @@ class Governor:
     def _tune(self) -> None:
         now = time.perf_counter()
         figures = self._stats.snapshot()
+        if self._switching:
+            if not self._feed.switched:
+                return  # the thread workers still run this epoch
+            self._switching = False
+            self._stats.mode = "process"
+            self._window = None  # measure the processes afresh
         if self._window is None:
             self._window = (now, figures)
             return
@@ -158,15 +171,27 @@ class Governor:
         # About 16 checks per window: a cheap source (thousands of batches a
         # second) then pays a clock read every few dozen batches, not every one.
         self._stride = max(1, min(_MAX_STRIDE, window.batches // 16))
-        if "workers" in self._opts.auto:
+        auto = self._opts.auto
+        if "workers" in auto or "use_multiprocessing" in auto:
             self._controller.queue = self.queue
             decision = self._controller.observe(window)
-            if decision is not None:
+            if decision is not None and decision.setting == "mode":
+                self._switch(decision)
+            elif decision is not None and "workers" in auto:
                 self._apply(int(decision.new), self.queue, decision.why)
+            else:
+                self._controller.workers = self.workers  # the user fixed the count
         if "max_queue_size" in self._opts.auto:
             mean, p95 = self._stats.produce_spread()
-            queue = tune.queue_for_jitter(mean, p95, window.step_s, self.workers)
-            queue = min(queue, tune.memory_slots(self.max_memory, window.batch_bytes))
+            # Never under Keras' 10: a short queue saves only memory (which the
+            # budget guards) and costs cheap batches their run-ahead (measured:
+            # the tiny workload lost a third of its throughput at 2).
+            queue = max(
+                DEFAULT_MAX_QUEUE_SIZE,
+                tune.queue_for_jitter(mean, p95, window.step_s, self.workers),
+            )
+            slots = tune.memory_slots(self.max_memory, window.batch_bytes)
+            queue = min(queue, slots - self.workers)
             # Grow at once (jitter starves the loop), shrink only by half or more
             # (a queue that breathes with every window only fills the log).
             if queue > self.queue + 1 or 2 * queue <= self.queue:
@@ -192,6 +217,34 @@ class Governor:
         self._stats.workers = workers
         if self._resize is not None:
             self._resize(workers, self._budget)
+
+    def _switch(self, decision: tune.Decision) -> None:
+        """Threads -> processes from the next epoch, if the source can cross."""
+        ctl = self._controller
+        refusal = self._feed.can_cross()
+        if refusal is not None:
+            ctl.stay_on_threads(self.workers)
+            _log.warning(
+                "stoker: %s: %s; but the source cannot go to processes (%s), so it "
+                "stays on threads",
+                self._name,
+                decision.why,
+                refusal,
+            )
+            return
+        at = self._stats.batches
+        why = f"{decision.why}; from the next epoch"
+        self._stats.decided(at, "mode", "thread", "process", why)
+        for ring, _ in self.traces:
+            ring.decision("mode", "thread", "process", why)
+        _log.warning("stoker: %s: moving to process workers: %s", self._name, why)
+        if ctl.workers != self.workers:
+            self._stats.decided(at, "workers", self.workers, ctl.workers, why)
+        self.workers = ctl.workers
+        self._budget = self.queue + self.workers
+        self._stats.workers = self.workers
+        self._switching = True
+        self._feed.switch_to_processes(self.workers, self._budget)
 
     # -- advice --------------------------------------------------------------------
     def _warn(self) -> None:

@@ -21,8 +21,9 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
 - **Threads or processes:** threads may go far past the core count (an I/O-bound
   source overlaps waits: the seed's latency case wants 8 to 64); processes stay
   within the usable cores (affinity and the cgroup's ``cpu.max``). A switch from
-  threads to processes is proposed only when the work holds the GIL (CPU seconds per
-  produce second at least ``GIL_SHARE``), the loop waits, and the source pickles.
+  threads to processes is proposed only when the work holds the GIL (the threads
+  together burn between ``GIL_SHARE`` and ``GIL_FREE_LOAD`` CPU-seconds per second),
+  the loop waits, and the source pickles.
 - **Memory:** batches in flight (``queue + workers``) times the measured batch size
   never exceed the memory budget; the worker ceiling follows from it.
 
@@ -52,9 +53,12 @@ SHRINK_SLACK = 2.0
 IDLE_WINDOWS = 3
 # Threads for an I/O-bound source: the seed's latency case wants up to 64.
 MAX_THREADS = 64
-# A thread pool whose workers burn this many CPU-seconds per produce-second holds the
-# GIL: threads cannot scale it, processes can.
+# Thread workers that together burn this many CPU-seconds per second hold the GIL
+# (stats.py's verdict uses the same figure): threads cannot scale them, processes can.
+# As a share of produce time, it marks work on the CPU (threads capped at the cores).
 GIL_SHARE = 0.6
+# Thread workers burning more CPU-seconds per second than this release the GIL.
+GIL_FREE_LOAD = 1.3
 # Where "auto" starts: one worker is the pessimist's start, two show a gain at once.
 START_WORKERS = 2
 # Bounds of max_queue_size="auto": Keras' default 10 sits inside.
@@ -279,8 +283,11 @@ class Controller:
     def _switch(self, w: Window) -> Decision | None:
         if self.mode != "thread" or not self.can_switch:
             return None
-        share = w.cpu_s / w.produce_s if w.produce_s > 0 else 0.0
-        if share < GIL_SHARE or w.wait_fraction <= WAIT_TARGET:
+        # CPU-seconds per second of all the threads together: the GIL lets about
+        # one run Python at a time, so near 1.0 they take turns on it; well past
+        # it, they run C code with the GIL released and use the cores already.
+        load = w.cpu_s / w.elapsed_s
+        if not GIL_SHARE <= load < GIL_FREE_LOAD or w.wait_fraction <= WAIT_TARGET:
             return None
         self.mode = "process"
         self.can_switch = False
@@ -292,10 +299,15 @@ class Controller:
             "mode",
             "thread",
             "process",
-            f"the workers spent {share:.0%} of their time on the CPU holding the GIL "
+            f"the thread workers kept {load:.2f} CPU busy, one at a time on the GIL, "
             f"and the loop waited {w.wait_fraction:.0%}: processes, {self.workers} "
             f"(was {old} threads)",
         )
+
+    def stay_on_threads(self, workers: int) -> None:
+        """Undo a proposed switch to processes (the source cannot cross)."""
+        self.mode, self.workers, self.can_switch = "thread", workers, False
+        self.ceiling = self._hard_cap()
 
     def _set(self, new: int, why: str, w: Window) -> Decision | None:
         if new == self.workers:

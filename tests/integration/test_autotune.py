@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import pytest
 
 import stoker
@@ -142,3 +143,67 @@ def test_the_tracked_run_keeps_the_decisions(tmp_path):
     tuning = row["summary"]["tuning"]
     assert tuning and tuning[0]["setting"] == "workers" and tuning[0]["why"]
     assert row["summary"]["workers"] == tuning[-1]["to"]
+
+
+class GilBound:
+    """Pure-Python work per batch (holds the GIL), then an array from the index."""
+
+    def __init__(self, n: int, ops: int = 20_000) -> None:
+        self.n = n
+        self.ops = ops
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        acc = i + 1
+        for _ in range(self.ops):
+            acc = (acc * 1103515245 + 12345) & 0x7FFFFFFF
+        return np.full(4, acc, dtype=np.int64), stoker.rng().standard_normal(3)
+
+
+def test_auto_moves_gil_bound_work_to_processes_and_says_so(caplog):
+    # Windows are at least 0.15 s: epochs of 0.1-0.2 s leave two epochs on processes.
+    src = GilBound(80)
+    with stoker.Loader(src, workers=1, seed=3) as ref:
+        reference = [[as_bytes(b) for b in ref] for _ in range(4)]
+    with caplog.at_level(logging.WARNING, logger="stoker"):
+        with stoker.Loader(src, workers="auto", use_multiprocessing="auto", seed=3,
+                           start_method="fork", timeout=30) as loader:  # fmt: skip
+            got = [[as_bytes(b) for b in loader] for _ in range(4)]
+            s = loader.stats.summary()
+            pids = loader._feed.backend.pids
+    assert got == reference  # the move changes no bit
+    modes = [d for d in s["tuning"] if d["setting"] == "mode"]
+    assert len(modes) == 1, s["tuning"]
+    assert (modes[0]["from"], modes[0]["to"]) == ("thread", "process")
+    assert "GIL" in modes[0]["why"] and "next epoch" in modes[0]["why"]
+    assert s["mode"] == "process" and pids
+    said = [r for r in caplog.records if "moving to process" in r.getMessage()]
+    assert len(said) == 1
+
+
+def test_auto_keeps_io_bound_work_on_threads():
+    with stoker.Loader(sources.Indexed(n=60, sleep=0.01), workers="auto",
+                       use_multiprocessing="auto") as loader:  # fmt: skip
+        list(loader)
+        list(loader)
+        s = loader.stats.summary()
+    assert s["mode"] == "thread"
+    assert not [d for d in s["tuning"] if d["setting"] == "mode"]
+
+
+def test_a_source_that_cannot_cross_stays_on_threads(caplog):
+    src = GilBound(80)
+    src.hook = lambda: None  # a lambda does not pickle: spawn could not send it
+    with caplog.at_level(logging.WARNING, logger="stoker"):
+        with stoker.Loader(src, workers="auto", use_multiprocessing="auto",
+                           start_method="spawn", timeout=30) as loader:  # fmt: skip
+            for _ in range(4):
+                list(loader)
+            s = loader.stats.summary()
+    assert s["mode"] == "thread"
+    said = [
+        r.getMessage() for r in caplog.records if "stays on threads" in r.getMessage()
+    ]
+    assert len(said) == 1 and "hook" in said[0]

@@ -28,14 +28,15 @@ def model(
     rate = min(lanes / produce_s, 1.0 / step_s)
     batches = max(1, round(rate))
     wait = max(0.0, 1.0 - batches * step_s)
-    # Workers stuck behind the GIL report the wall time they were blocked as well.
+    # Workers stuck behind the GIL report the wall time they were blocked as well,
+    # but not as CPU time.
     produce = produce_s * workers / lanes
     return Window(
         1.0,
         batches,
         wait,
         batches * produce,
-        batches * produce * cpu_share,
+        batches * produce_s * cpu_share,
         batches * nbytes,
         workers,
     )
@@ -140,15 +141,19 @@ def test_a_count_over_the_budget_is_cut_at_once():
 
 
 @pytest.mark.parametrize(
-    ("cpu_share", "can_switch", "switches"),
-    [(0.95, True, True), (0.95, False, False), (0.05, True, False)],
+    ("cpu_share", "parallel", "can_switch", "switches"),
+    [
+        (0.95, 1, True, True),  # Python holding the GIL: processes
+        (0.95, 1, False, False),  # ...unless not allowed or the source cannot cross
+        (0.05, None, True, False),  # I/O: threads overlap it
+        (0.95, None, True, False),  # C code releasing the GIL: threads use the cores
+    ],
 )
 def test_switches_to_processes_only_when_gil_bound_and_picklable(
-    cpu_share, can_switch, switches
+    cpu_share, parallel, can_switch, switches
 ):
     ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
                      can_switch=can_switch)  # fmt: skip
-    parallel = 1 if cpu_share > 0.5 else None
     decisions = converge(
         ctl, produce_s=0.01, step_s=0.001, parallel=parallel, cpu_share=cpu_share
     )
