@@ -88,6 +88,7 @@ class Governor:
         self.max_memory = memory_budget(opts.max_memory)
         self.cores = tune.usable_cores()
         stats.cores, stats.max_memory = self.cores, self.max_memory
+        stats.max_queue_size = self.queue
         self._auto = bool(opts.auto) and resize is not None
         self._controller = tune.Controller(
             opts.mode,
@@ -214,7 +215,7 @@ class Governor:
         self.workers, self.queue = workers, queue
         self._controller.workers = workers
         self._budget = max(1, workers + queue)
-        self._stats.workers = workers
+        self._stats.workers, self._stats.max_queue_size = workers, queue
         if self._resize is not None:
             self._resize(workers, self._budget)
 

@@ -121,6 +121,7 @@ class LoaderStats:
         self.tuning: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=_DECISIONS_KEPT
         )
+        self.max_queue_size: int | None = None  # in force, when a governor sets it
         self.cores: int | None = None  # usable cores and the memory budget, when
         self.max_memory: int | None = None  # known: they bound the advice
 
@@ -204,6 +205,7 @@ class LoaderStats:
         out: dict[str, Any] = {
             "mode": self.mode,
             "workers": self.workers,
+            "max_queue_size": self.max_queue_size,
             "epochs": self.epochs,
             **_figures(total, total.elapsed_s + self._running_s()),
             "time_to_first_batch_s": self.time_to_first_batch_s,

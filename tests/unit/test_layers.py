@@ -42,6 +42,7 @@ ALLOWED = {
         "stoker.adapters",
         "stoker.track",
     },
+    "stoker.tune": {PUBLIC, "stoker.tune", "stoker.bench"},
     # layer 5: the CLI may import anything, lazily inside each command
     "stoker.cli": {ANY},
 }
