@@ -264,12 +264,22 @@ class LoaderStats:
             )
         cap, limit = self._advice_cap(t)
         advised = min(needed, cap)
+        if needed <= self.workers:
+            mean, p95 = self.produce_spread()
+            return (
+                "input-bound",
+                f"the loop waited {wait_fraction:.0%} of the time although "
+                f"{self.workers} workers keep up on average (about {needed} needed): "
+                f"the waits come from slow batches (p95 {p95 * 1e3:.1f} ms against a "
+                f"mean of {mean * 1e3:.1f} ms; a larger max_queue_size absorbs them) "
+                "or from epoch starts (short epochs)",
+            )
         if advised <= self.workers:
             return (
                 "input-bound",
                 f"the loop waited {wait_fraction:.0%} of the time with {self.workers} "
-                f"workers, already as many as {limit} allow: make source[i] cheaper "
-                "or the batches smaller",
+                f"workers, already as many as {limit} allow ({needed} would keep "
+                "up): make source[i] cheaper or the batches smaller",
             )
         short = "" if advised == needed else f" (capped by {limit}: {needed} needed)"
         return (

@@ -193,3 +193,52 @@ def test_available_memory(tmp_path):
     meminfo.write_text("MemTotal: 100 kB\nMemAvailable: 42 kB\n")
     assert tune.available_memory(str(meminfo)) == 42 * 1024
     assert tune.available_memory(str(tmp_path / "missing")) is None
+
+
+def _stats(workers: int, mode: str, produce: float, step: float, n: int = 50):
+    """Stats of ``n`` batches that each kept the loop waiting, on a fake clock."""
+    from stoker._engine.stats import LoaderStats
+
+    now = [0.0]
+    stats = LoaderStats(workers, mode, clock=lambda: now[0])
+    stats.cores, stats.max_memory = 2, 10**9
+    stats.epoch_started()
+    wait = max(produce / workers - step, 0.0)
+    for _ in range(n):
+        now[0] += wait + step
+        stats.record(wait, produce, 0.0, 1, 1000)
+    stats.epoch_ended()
+    return stats.summary()
+
+
+def test_advice_is_bounded_by_the_cores_and_names_auto():
+    # A 10 ms source against a 0.03 ms step: about 347 workers would keep up.
+    s = _stats(4, "process", produce=0.010, step=0.0000288)
+    assert "347" not in s["advice"].split("capped")[0]
+    assert "about 2 workers" not in s["advice"]  # the cap is already reached
+    assert "2 usable cores" in s["advice"] and "make source[i] cheaper" in s["advice"]
+    s = _stats(4, "thread", produce=0.010, step=0.0000288)
+    assert "about 64 workers would keep up" in s["advice"]
+    assert "capped by 64 threads" in s["advice"] and "workers='auto'" in s["advice"]
+
+
+def test_advice_is_bounded_by_memory():
+    s = _stats(2, "thread", produce=0.05, step=0.001)
+    assert "about 51 workers would keep up" in s["advice"]  # 50 ms / 1 ms, rounded up
+    # 1000-byte batches in a 20 kB budget: 19 workers with one batch in hand.
+    s = _stats_with_memory(max_memory=20_000)
+    assert "about 19 workers" in s["advice"] and "max_memory" in s["advice"]
+
+
+def _stats_with_memory(max_memory: int):
+    from stoker._engine.stats import LoaderStats
+
+    now = [0.0]
+    stats = LoaderStats(2, "thread", clock=lambda: now[0])
+    stats.cores, stats.max_memory = 2, max_memory
+    stats.epoch_started()
+    for _ in range(50):
+        now[0] += 0.025 + 0.001
+        stats.record(0.025, 0.05, 0.0, 1, 1000)
+    stats.epoch_ended()
+    return stats.summary()
