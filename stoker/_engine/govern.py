@@ -71,11 +71,18 @@ class Governor:
             ``use_multiprocessing="auto"``, ``switch_to_processes`` and
             ``can_cross`` are used where it has them (generator streams have none).
         name: the loader's id, for messages and the trace.
+        clock: the clock windows are measured with.
     """
 
     def __init__(
-        self, opts: LoaderOptions, stats: LoaderStats, feed: Any, name: str
+        self,
+        opts: LoaderOptions,
+        stats: LoaderStats,
+        feed: Any,
+        name: str,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        self._clock = clock  # a test drives windows with the stats' fake clock
         self._opts = opts
         self._stats = stats
         self._feed = feed
@@ -149,7 +156,7 @@ class Governor:
 
     # -- autotuning ----------------------------------------------------------------
     def _tune(self) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         figures = self._stats.snapshot()
         if self._switching:
             if not self._feed.switched:
@@ -166,7 +173,10 @@ class Governor:
         if span < WINDOW_S or (batches < WINDOW_BATCHES and span < MAX_WINDOW_S):
             return
         d = [b - a for a, b in zip(before, figures, strict=True)]
-        window = tune.Window(span, int(d[0]), d[1], d[2], d[3], int(d[4]),
+        # Elapsed from the stats, not the wall clock: time between epochs (a
+        # validation pass, a checkpoint) is not the training step's.
+        elapsed = d[5] if d[5] > 0 else span
+        window = tune.Window(elapsed, int(d[0]), d[1], d[2], d[3], int(d[4]),
                              self.workers)  # fmt: skip
         self._window = (now, figures)
         # About 16 checks per window: a cheap source (thousands of batches a
