@@ -254,8 +254,10 @@ class Controller:
                     f"throughput (under {MIN_GAIN:.0%}): kept {before[0]}",
                     w,
                 )
-        if waits and self.workers < cap:
-            need = math.ceil(produce / w.step_s * 1.1)
+        need = math.ceil(produce / w.step_s * 1.1)
+        # With as many workers as the estimate asks, the waits come from elsewhere
+        # (slow batches, epoch starts): one more worker would only be undone.
+        if waits and self.workers < cap and need > self.workers:
             new = max(self.workers + 1, min(need, GROW_FACTOR * self.workers, cap))
             self._before = (self.workers, w.throughput, produce)
             self._settling = True

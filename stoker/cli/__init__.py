@@ -16,6 +16,7 @@ _COMMANDS = {
     "bench": ("stoker.cli.bench", "bench"),
     "demo": ("stoker.cli.demo", "demo"),
     "runs": ("stoker.cli.runs", "runs"),
+    "tune": ("stoker.cli.tune", "tune"),
 }
 
 
