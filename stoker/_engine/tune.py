@@ -219,12 +219,18 @@ class Controller:
             self._hold -= 1
             if self._hold <= 0:  # try again now and then: the source may change
                 self.ceiling = self._hard_cap()
-        cap = min(self.ceiling, self.memory_cap(w.batch_bytes))
+        by_memory = self.memory_cap(w.batch_bytes)
+        cap = min(self.ceiling, by_memory)
+        if self.workers > max(by_memory, 1):
+            return self._set(
+                max(by_memory, 1),
+                f"{self.workers} workers and a queue of {self.queue} batches of "
+                f"{w.batch_bytes / 1e6:.1f} MB would pass the memory budget "
+                f"({self.max_memory / 1e6:.0f} MB)",
+            )
         if w.cpu_s >= GIL_SHARE * w.produce_s:
             # Work on the CPU: more workers than cores only queue for them.
             cap = min(cap, self.cores)
-        if self.workers > max(cap, 1):
-            return self._set(max(cap, 1), "memory budget", w)
         switch = self._switch(w)
         if switch is not None:
             return switch
@@ -252,7 +258,6 @@ class Controller:
                     before[0],
                     f"{before[0]} -> {self.workers} workers added {gain:.0%} "
                     f"throughput (under {MIN_GAIN:.0%}): kept {before[0]}",
-                    w,
                 )
         need = math.ceil(produce / w.step_s * 1.1)
         # With as many workers as the estimate asks, the waits come from elsewhere
@@ -266,7 +271,6 @@ class Controller:
                 f"the loop waited {w.wait_fraction:.0%} of the time; "
                 f"{produce * 1e3:.1f} ms per batch against a "
                 f"{w.step_s * 1e3:.2f} ms step needs about {need} workers",
-                w,
             )
         busy = w.produce_s / (w.elapsed_s * self.workers)
         idle = not waits and self.workers > 1 and busy * SHRINK_SLACK < 1.0
@@ -278,7 +282,6 @@ class Controller:
                 return self._set(
                     new,
                     f"workers were busy {busy:.0%} of the time with no wait",
-                    w,
                 )
         return None
 
@@ -311,7 +314,7 @@ class Controller:
         self.mode, self.workers, self.can_switch = "thread", workers, False
         self.ceiling = self._hard_cap()
 
-    def _set(self, new: int, why: str, w: Window) -> Decision | None:
+    def _set(self, new: int, why: str) -> Decision | None:
         if new == self.workers:
             return None
         old, self.workers = self.workers, new

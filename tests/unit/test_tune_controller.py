@@ -137,7 +137,7 @@ def test_never_exceeds_the_memory_budget():
 def test_a_count_over_the_budget_is_cut_at_once():
     ctl = Controller("thread", 40, cores=2, max_memory=20 * 10**6, queue=10)
     d = ctl.observe(model(40, produce_s=0.1, step_s=0.001, nbytes=10**6))
-    assert d is not None and d.new == 10 and d.why == "memory budget"
+    assert d is not None and d.new == 10 and "memory budget" in d.why
 
 
 @pytest.mark.parametrize(
@@ -242,3 +242,10 @@ def _stats_with_memory(max_memory: int):
         stats.record(0.025, 0.05, 0.0, 1, 1000)
     stats.epoch_ended()
     return stats.summary()
+
+
+def test_cpu_work_on_threads_stops_at_the_cores():
+    # C code that releases the GIL (a decode): threads use the cores, no more.
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    assert converge(ctl, produce_s=0.01, step_s=0.001, parallel=2, cpu_share=0.95) == []
+    assert ctl.workers == 2
