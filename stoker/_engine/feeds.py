@@ -144,8 +144,8 @@ class IndexedFeed:
         self._change: tuple[int, int] | None = None
         self._backend: Backend | None = None
         self._size: tuple[int, int] | None = None  # (workers, budget) once tuned
-        self._switch: tuple[int, int] | None = None  # to processes at the next epoch
-        self.switched = False  # moved from threads to processes ("auto")
+        self._switch: tuple[str, int, int] | None = None  # (mode, workers, budget)
+        self.mode = opts.mode  # the backend's mode in force (auto may change it)
         self.fetcher = Fetcher(source, opts.batch_size, seed)
         self._set_plan(seed, first_epoch=0)
 
@@ -209,9 +209,9 @@ class IndexedFeed:
         change, self._change = self._change, None
         return change
 
-    def switch_to_processes(self, workers: int, budget: int) -> None:
-        """From the next epoch on, run on ``workers`` processes (``"auto"``)."""
-        self._switch = (workers, budget)
+    def switch_mode(self, mode: str, workers: int, budget: int) -> None:
+        """From the next epoch on, run ``workers`` of ``mode`` (``"auto"``)."""
+        self._switch = (mode, workers, budget)
 
     def can_cross(self) -> str | None:
         """None if process workers can take the source, else why not."""
@@ -223,20 +223,21 @@ class IndexedFeed:
         return pickling.describe(self.source, "source")
 
     def _switch_now(self) -> None:
-        workers, budget = self._switch or (0, 0)
+        assert self._switch is not None
+        mode, workers, budget = self._switch
         self._switch = None
         old, old_backend = self._opts, self._backend
-        self._opts = dataclasses.replace(old, use_multiprocessing=True)
+        self._opts = dataclasses.replace(old, use_multiprocessing=mode == "process")
         self._backend, self._size = None, (workers, budget)
         try:
             self.backend  # noqa: B018  (started here, so a refusal is caught here)
         except ConfigError as exc:
-            _log.warning("stoker: %s: staying on threads: %s", self._name, exc)
+            _log.warning("stoker: %s: staying on %ss: %s", self._name, old.mode, exc)
             self._opts, self._backend = old, old_backend
             return
         if old_backend is not None:
             old_backend.close(_RESTART_TIMEOUT_S)
-        self.switched = True
+        self.mode = mode
 
     def start(self, epoch: int, positions: list[int]) -> EpochRun:
         if self._switch is not None:

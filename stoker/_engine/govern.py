@@ -45,6 +45,8 @@ MAX_WINDOW_S = 2.0
 WARN_WAIT_FRACTION = 0.30
 # ...measured over at least this long (the first batches include worker start-up).
 WARN_AFTER_S = 1.0
+# /proc/stat counts every CPU of the machine.
+_CPUS = os.cpu_count() or 1
 # Most batches between two checks of an "auto" loader.
 _MAX_STRIDE = 256
 # Without /proc/meminfo, the budget assumes this much memory is available.
@@ -68,7 +70,7 @@ class Governor:
         stats: the loader's stats (the governor updates ``workers``, ``mode`` and
             ``tuning``).
         feed: the loader's feed; its ``resize(workers, budget)`` and, for
-            ``use_multiprocessing="auto"``, ``switch_to_processes`` and
+            ``use_multiprocessing="auto"``, ``switch_mode``, ``mode`` and
             ``can_cross`` are used where it has them (generator streams have none).
         name: the loader's id, for messages and the trace.
         clock: the clock windows are measured with.
@@ -104,12 +106,13 @@ class Governor:
             max_memory=self.max_memory,
             queue=self.queue,
             can_switch="use_multiprocessing" in opts.auto
-            and hasattr(feed, "switch_to_processes"),
+            and hasattr(feed, "switch_mode"),
         )
         self._n = 0
         self._next = 1
         self._stride = 1  # auto: batches between checks, from the last window
         self._window: tuple[float, tuple[float, ...]] | None = None
+        self._cpu = (0.0, 0.0)  # the machine's (idle, total) at the window's start
         self._warned = False
         self._budget = self.queue + self.workers
         self.traces: list[tuple[TraceRing, str | os.PathLike[str]]] = []
@@ -159,13 +162,14 @@ class Governor:
         now = self._clock()
         figures = self._stats.snapshot()
         if self._switching:
-            if not self._feed.switched:
-                return  # the thread workers still run this epoch
+            if self._feed.mode != self._controller.mode:
+                return  # the old workers still run this epoch
             self._switching = False
-            self._stats.mode = "process"
-            self._window = None  # measure the processes afresh
+            self._stats.mode = self._feed.mode
+            self._window = None  # measure the new workers afresh
         if self._window is None:
             self._window = (now, figures)
+            self._cpu = tune.cpu_times()
             return
         start, before = self._window
         span = now - start
@@ -176,9 +180,11 @@ class Governor:
         # Elapsed from the stats, not the wall clock: time between epochs (a
         # validation pass, a checkpoint) is not the training step's.
         elapsed = d[5] if d[5] > 0 else span
+        cpu = tune.cpu_times()
+        idle = (cpu[0] - self._cpu[0]) / max(cpu[1] - self._cpu[1], 1e-9)
         window = tune.Window(elapsed, int(d[0]), d[1], d[2], d[3], int(d[4]),
-                             self.workers)  # fmt: skip
-        self._window = (now, figures)
+                             self.workers, min(idle * _CPUS, self.cores))  # fmt: skip
+        self._window, self._cpu = (now, figures), cpu
         # About 16 checks per window: a cheap source (thousands of batches a
         # second) then pays a clock read every few dozen batches, not every one.
         self._stride = max(1, min(_MAX_STRIDE, window.batches // 16))
@@ -230,9 +236,10 @@ class Governor:
             self._resize(workers, self._budget)
 
     def _switch(self, decision: tune.Decision) -> None:
-        """Threads -> processes from the next epoch, if the source can cross."""
+        """Change threads <-> processes from the next epoch (to processes: only if
+        the source can cross)."""
         ctl = self._controller
-        refusal = self._feed.can_cross()
+        refusal = self._feed.can_cross() if decision.new == "process" else None
         if refusal is not None:
             ctl.stay_on_threads(self.workers)
             _log.warning(
@@ -245,17 +252,18 @@ class Governor:
             return
         at = self._stats.batches
         why = f"{decision.why}; from the next epoch"
-        self._stats.decided(at, "mode", "thread", "process", why)
+        self._stats.decided(at, "mode", decision.old, decision.new, why)
         for ring, _ in self.traces:
-            ring.decision("mode", "thread", "process", why)
-        _log.warning("stoker: %s: moving to process workers: %s", self._name, why)
+            ring.decision("mode", decision.old, decision.new, why)
+        _log.warning("stoker: %s: moving to %s workers: %s", self._name,
+                     decision.new, why)  # fmt: skip
         if ctl.workers != self.workers:
             self._stats.decided(at, "workers", self.workers, ctl.workers, why)
         self.workers = ctl.workers
         self._budget = self.queue + self.workers
         self._stats.workers = self.workers
         self._switching = True
-        self._feed.switch_to_processes(self.workers, self._budget)
+        self._feed.switch_mode(decision.new, self.workers, self._budget)
 
     # -- advice --------------------------------------------------------------------
     def _warn(self) -> None:

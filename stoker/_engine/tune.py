@@ -22,8 +22,9 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
   source overlaps waits: the seed's latency case wants 8 to 64); processes stay
   within the usable cores (affinity and the cgroup's ``cpu.max``). A switch from
   threads to processes is proposed only when the work holds the GIL (the threads
-  together burn between ``GIL_SHARE`` and ``GIL_FREE_LOAD`` CPU-seconds per second),
-  the loop waits, and the source pickles.
+  together burn between ``GIL_SHARE`` and ``GIL_FREE_LOAD`` CPU-seconds per second
+  while at least ``GIL_IDLE_CORES`` of the machine sat idle), the loop waits, and
+  the source can cross; and undone at the next window if processes did not pay.
 - **Memory:** batches in flight (``queue + workers``) times the measured batch size
   never exceed the memory budget; the worker ceiling follows from it.
 
@@ -59,6 +60,9 @@ MAX_THREADS = 64
 GIL_SHARE = 0.6
 # Thread workers burning more CPU-seconds per second than this release the GIL.
 GIL_FREE_LOAD = 1.3
+# ...and are held back by the GIL, not the machine, only if at least this many
+# cores sat idle meanwhile.
+GIL_IDLE_CORES = 0.5
 # Where "auto" starts: one worker is the pessimist's start, two show a gain at once.
 START_WORKERS = 2
 # Bounds of max_queue_size="auto": Keras' default 10 sits inside.
@@ -76,6 +80,7 @@ class Window(NamedTuple):
         cpu_s: worker CPU seconds spent producing them.
         nbytes: bytes of array data delivered.
         workers: workers in force during the span.
+        idle_cores: cores of the machine that sat idle on average (``cpu_times``).
     """
 
     elapsed_s: float
@@ -85,6 +90,7 @@ class Window(NamedTuple):
     cpu_s: float
     nbytes: int
     workers: int
+    idle_cores: float = math.nan  # cores the machine left idle (NaN: unknown)
 
     @property
     def wait_fraction(self) -> float:
@@ -127,6 +133,21 @@ def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     except (OSError, ValueError):
         pass  # no cgroup v2 limit: the affinity is the limit
     return max(1, cores)
+
+
+def cpu_times(stat: str = "/proc/stat") -> tuple[float, float]:
+    """The machine's ``(idle, total)`` CPU seconds since boot, summed over cores.
+
+    Two readings a window apart give the idle cores in between: ``d_idle / d_total
+    * cores``. ``(nan, nan)`` where ``/proc/stat`` is missing.
+    """
+    try:
+        with open(stat, encoding="ascii") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return math.nan, math.nan
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    return idle, sum(fields[:8])
 
 
 def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
@@ -196,6 +217,8 @@ class Controller:
         self._idle = 0  # idle windows in a row
         self._hold = 0  # windows left before the ceiling is tried again
         self._holds = 0  # ceilings found so far: each waits twice as long
+        # After a move to processes: the threads' (workers, throughput), to judge it.
+        self._on_threads: tuple[int, float] | None = None
 
     def _hard_cap(self) -> int:
         return MAX_THREADS if self.mode == "thread" else self.cores
@@ -240,6 +263,8 @@ class Controller:
             # increase that pays would look as if it did not.
             self._settling = False
             return None
+        if self._on_threads is not None:
+            return self._judge_switch(w)
         before, self._before = self._before, None
         waits = w.wait_fraction > WAIT_TARGET
         if before is not None and waits:
@@ -294,10 +319,16 @@ class Controller:
         load = w.cpu_s / w.elapsed_s
         if not GIL_SHARE <= load < GIL_FREE_LOAD or w.wait_fraction <= WAIT_TARGET:
             return None
+        if w.idle_cores < GIL_IDLE_CORES:
+            # The machine had no core to spare: threads that share one core look
+            # GIL-bound on a busy machine too, and processes would not help.
+            return None
         self.mode = "process"
         self.can_switch = False
         self.ceiling = self._hard_cap()
         self._before = None
+        self._settling = True  # the first window on processes holds their start
+        self._on_threads = (self.workers, w.throughput)
         old = self.workers
         self.workers = max(1, min(self.cores, self.memory_cap(w.batch_bytes)))
         return Decision(
@@ -307,6 +338,24 @@ class Controller:
             f"the thread workers kept {load:.2f} CPU busy, one at a time on the GIL, "
             f"and the loop waited {w.wait_fraction:.0%}: processes, {self.workers} "
             f"(was {old} threads)",
+        )
+
+    def _judge_switch(self, w: Window) -> Decision | None:
+        """Keep processes only if they pay as an increase must (``MIN_GAIN``)."""
+        assert self._on_threads is not None
+        workers, before = self._on_threads
+        self._on_threads = None
+        gain = w.throughput / max(before, 1e-12) - 1.0
+        if gain >= MIN_GAIN or w.wait_fraction <= WAIT_TARGET:
+            return None
+        procs = self.workers
+        self.stay_on_threads(workers)
+        return Decision(
+            "mode",
+            "process",
+            "thread",
+            f"{procs} processes delivered {w.throughput:.1f} batches/s against "
+            f"{before:.1f} on {workers} threads ({gain:+.0%}): back to threads",
         )
 
     def stay_on_threads(self, workers: int) -> None:

@@ -162,23 +162,40 @@ class GilBound:
         return np.full(4, acc, dtype=np.int64), stoker.rng().standard_normal(3)
 
 
+@pytest.fixture
+def idle_machine(monkeypatch):
+    """The machine reads as 90% idle: the other jobs of a loaded test machine would
+    (rightly) stop the move; the rule itself is tested in test_tune_controller."""
+    ticks = [0.0]
+
+    def cpu_times():
+        ticks[0] += 1000.0
+        return 0.9 * ticks[0], ticks[0]
+
+    monkeypatch.setattr(govern.tune, "cpu_times", cpu_times)
+
+
+@pytest.mark.usefixtures("idle_machine")
 def test_auto_moves_gil_bound_work_to_processes_and_says_so(caplog):
-    # Windows are at least 0.15 s: epochs of 0.1-0.2 s leave two epochs on processes.
-    src = GilBound(80)
+    # The first window (0.15 s) shows threads taking turns on the GIL; the move
+    # takes effect at the next epoch start.
+    src = GilBound(60)
+    epochs = 10
     with stoker.Loader(src, workers=1, seed=3) as ref:
-        reference = [[as_bytes(b) for b in ref] for _ in range(4)]
+        reference = [[as_bytes(b) for b in ref] for _ in range(epochs)]
     with caplog.at_level(logging.WARNING, logger="stoker"):
         with stoker.Loader(src, workers="auto", use_multiprocessing="auto", seed=3,
                            start_method="fork", timeout=30) as loader:  # fmt: skip
-            got = [[as_bytes(b) for b in loader] for _ in range(4)]
+            got = [[as_bytes(b) for b in loader] for _ in range(epochs)]
             s = loader.stats.summary()
-            pids = loader._feed.backend.pids
-    assert got == reference  # the move changes no bit
+    assert got == reference  # the moves change no bit
     modes = [d for d in s["tuning"] if d["setting"] == "mode"]
-    assert len(modes) == 1, s["tuning"]
+    assert modes, s["tuning"]
     assert (modes[0]["from"], modes[0]["to"]) == ("thread", "process")
     assert "GIL" in modes[0]["why"] and "next epoch" in modes[0]["why"]
-    assert s["mode"] == "process" and pids
+    # On a busy machine the processes may not pay: then it goes back, and says why.
+    assert len(modes) == 1 or "back to threads" in modes[1]["why"]
+    assert s["mode"] == modes[-1]["to"]
     said = [r for r in caplog.records if "moving to process" in r.getMessage()]
     assert len(said) == 1
 
@@ -193,13 +210,14 @@ def test_auto_keeps_io_bound_work_on_threads():
     assert not [d for d in s["tuning"] if d["setting"] == "mode"]
 
 
+@pytest.mark.usefixtures("idle_machine")
 def test_a_source_that_cannot_cross_stays_on_threads(caplog):
-    src = GilBound(80)
+    src = GilBound(60)
     src.hook = lambda: None  # a lambda does not pickle: spawn could not send it
     with caplog.at_level(logging.WARNING, logger="stoker"):
         with stoker.Loader(src, workers="auto", use_multiprocessing="auto",
                            start_method="spawn", timeout=30) as loader:  # fmt: skip
-            for _ in range(4):
+            for _ in range(10):
                 list(loader)
             s = loader.stats.summary()
     assert s["mode"] == "thread"

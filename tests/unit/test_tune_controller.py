@@ -154,9 +154,14 @@ def test_switches_to_processes_only_when_gil_bound_and_picklable(
 ):
     ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
                      can_switch=can_switch)  # fmt: skip
-    decisions = converge(
-        ctl, produce_s=0.01, step_s=0.001, parallel=parallel, cpu_share=cpu_share
-    )
+    decisions = []
+    for _ in range(30):
+        # Processes run Python in parallel: the GIL held only the threads.
+        lanes = None if ctl.mode == "process" else parallel
+        d = ctl.observe(model(ctl.workers, produce_s=0.01, step_s=0.001,
+                              parallel=lanes, cpu_share=cpu_share))  # fmt: skip
+        if d is not None:
+            decisions.append(d)
     modes = [d for d in decisions if d.setting == "mode"]
     if switches:
         assert modes and (modes[0].old, modes[0].new) == ("thread", "process")
@@ -249,3 +254,39 @@ def test_cpu_work_on_threads_stops_at_the_cores():
     ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
     assert converge(ctl, produce_s=0.01, step_s=0.001, parallel=2, cpu_share=0.95) == []
     assert ctl.workers == 2
+
+
+def test_a_move_to_processes_that_does_not_pay_is_undone():
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    gil = {"produce_s": 0.01, "step_s": 0.001, "parallel": 1, "cpu_share": 0.95}
+    for _ in range(30):
+        if ctl.observe(model(ctl.workers, **gil)) is not None and ctl.mode == "process":
+            break
+    assert ctl.mode == "process"
+    # A busy machine: the processes get no more done than one thread did.
+    assert ctl.observe(model(ctl.workers, **gil)) is None  # their start: not judged
+    back = ctl.observe(model(ctl.workers, **gil))
+    assert back is not None and (back.old, back.new) == ("process", "thread")
+    assert "back to threads" in back.why and ctl.mode == "thread"
+    # And it does not try again.
+    assert all(d.setting != "mode" for d in converge(ctl, **gil))
+
+
+def test_no_switch_on_a_machine_with_no_idle_core():
+    # Threads that share one core of a busy machine look GIL-bound; they are not.
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    for _ in range(30):
+        w = model(ctl.workers, produce_s=0.01, step_s=0.001, parallel=1,
+                  cpu_share=0.95)._replace(idle_cores=0.1)  # fmt: skip
+        ctl.observe(w)
+    assert ctl.mode == "thread"
+
+
+def test_cpu_times_reads_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    assert tune.cpu_times(str(stat)) == (850.0, 1000.0)
+    idle, total = tune.cpu_times(str(tmp_path / "missing"))
+    assert idle != idle and total != total  # NaN: unknown

@@ -16,7 +16,7 @@ class Feed:
 
     def __init__(self) -> None:
         self.sizes: list[tuple[int, int]] = []
-        self.switched = False
+        self.mode = "thread"
 
     def resize(self, workers: int, budget: int) -> None:
         self.sizes.append((workers, budget))
