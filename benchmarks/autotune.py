@@ -171,6 +171,55 @@ def trace_cost(repeat: int = 5, n: int = 20000) -> list[str]:
     ]
 
 
+def overhead(n: int = 200_000, repeat: int = 5) -> list[str]:
+    """What the governor adds per batch on the consumer's thread, in isolation.
+
+    ``Governor.record`` (stats + checks, + trace when on) against ``stats.record``
+    alone, the call the loader made before issue 14, over the same fake result.
+    """
+    import statistics
+
+    from stoker._engine.govern import Governor
+    from stoker._engine.run import Result
+    from stoker._engine.stats import LoaderStats
+    from stoker._options import LoaderOptions
+
+    class _Feed:
+        mode = "thread"
+
+        def resize(self, workers: int, budget: int) -> None:
+            pass
+
+    rows = []
+    settings: list[tuple[str, dict[str, Any]]] = [
+        ("fixed settings", {"workers": 4}),
+        ("workers/max_queue_size auto", {"workers": "auto", "max_queue_size": "auto"}),
+        ("fixed + trace", {"workers": 4, "trace": os.devnull}),
+    ]
+    for label, options in settings:
+        added = []
+        for _ in range(repeat):
+            opts = LoaderOptions(**options)
+            stats = LoaderStats(opts.workers, opts.mode)
+            gov = Governor(opts, stats, _Feed(), "bench")
+            result = Result(0, None, 0.001, 0.0, 1000, None, 0, 0)
+            stats.epoch_started()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                stats.record(0.0, 0.001, 0.0, 1, 1000)
+            t1 = time.perf_counter()
+            for _ in range(n):
+                gov.record(result, 0.0, 1, 0)
+            t2 = time.perf_counter()
+            added.append(((t2 - t1) - (t1 - t0)) / n)
+            gov.traces.clear()  # nothing to write
+        rows.append(
+            f"| per batch | {label}: Governor.record - stats.record | "
+            f"+{statistics.median(added) * 1e6:.2f} us | | | | |"
+        )
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="half the batches")
@@ -180,8 +229,9 @@ def main() -> int:
     args = p.parse_args()
     global _REPEAT
     _REPEAT = max(1, args.repeat)
-    picked = args.only.split(",") if args.only else [*_SWEEP, "trace"]
-    names = [n for n in [*_SWEEP, "trace"] if n in picked]
+    extra = ["trace", "overhead"]
+    picked = args.only.split(",") if args.only else [*_SWEEP, *extra]
+    names = [n for n in [*_SWEEP, *extra] if n in picked]
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, step "
         f"{args.step * 1e3:g} ms, median of {_REPEAT}, load average before: "
@@ -193,7 +243,10 @@ def main() -> int:
     )
     print("|---|---|---:|---:|---:|---|---:|")
     for name in names:
-        rows = trace_cost() if name == "trace" else bench(name, args.quick, args.step)
+        if name in extra:
+            rows = trace_cost() if name == "trace" else overhead()
+        else:
+            rows = bench(name, args.quick, args.step)
         for row in rows:
             print(row, flush=True)
     return 0
