@@ -19,38 +19,20 @@ from typing import Any
 
 from stoker import _state
 from stoker._engine import seeding
-from stoker._engine.feeds import Feed, IndexedFeed
+from stoker._engine.feeds import Feed, IndexedFeed, Resources
 from stoker._engine.generators import StreamFeed, streams_of
+from stoker._engine.govern import Governor, TraceWindow
 from stoker._engine.ordered import deliver
 from stoker._engine.run import EpochRun, Result
 from stoker._engine.stats import LoaderStats
 from stoker._errors import ConfigError, LoaderClosed
 from stoker._options import DEFAULT_MAX_QUEUE_SIZE, DEFAULT_WORKERS, LoaderOptions
+from stoker._options import DEFAULT_TRACE_BATCHES as _TRACE_N
 from stoker._types import BatchEvent, Observer, notify, scoped_observers
 
 # How long close() and an epoch change wait for a batch still being computed.
 _JOIN_TIMEOUT_S = 10.0
 _ids = itertools.count(1)
-
-
-class _Resources:
-    """What must be released when the loader goes: the finalizer holds only this."""
-
-    def __init__(self, feed: Feed) -> None:
-        self.feed: Feed | None = feed
-        self.run: EpochRun | None = None
-
-    def release(self) -> None:
-        # Stop the run, then close the feed before joining the run: process workers
-        # stop within a second instead of first finishing the batches they hold.
-        if self.run is not None:
-            self.run.stop()
-        if self.feed is not None:
-            self.feed.close(_JOIN_TIMEOUT_S)
-            self.feed = None
-        if self.run is not None:
-            self.run.join(_JOIN_TIMEOUT_S)
-            self.run = None
 
 
 class Loader:
@@ -63,10 +45,12 @@ class Loader:
             ``on_epoch_begin``/``on_epoch_end`` hooks called once per epoch on the
             consumer's thread. With ``batch_size``, ``source[i]`` is one sample. Its
             length is read again at every epoch start.
-        workers: threads or processes computing batches.
-        use_multiprocessing: processes instead of threads (Keras' name).
-        max_queue_size: finished batches allowed to wait for the consumer; at most
-            ``max_queue_size + workers`` batches exist at once.
+        workers: threads or processes computing batches, or ``"auto"`` (sized as
+            it runs: docs/tuning.md; ``stats.summary()["tuning"]`` says why).
+        use_multiprocessing: processes instead of threads (Keras' name), or
+            ``"auto"``: threads, then processes if the work holds the GIL.
+        max_queue_size: finished batches allowed to wait for the consumer (at most
+            ``max_queue_size + workers`` exist at once), or ``"auto"``.
         shuffle: visit batches (or samples) in an order drawn from ``(seed, epoch)``.
         seed: root of every seed; None draws one (kept in ``state_dict()``).
         batch_size: treat ``source[i]`` as a sample and stack ``batch_size`` of them.
@@ -82,6 +66,10 @@ class Loader:
         reseed_globals: processes only: reseed ``random``/``numpy.random`` per batch
             from ``(seed, epoch, index)``; default on when ``seed`` is given.
         observers: extra ``stoker.Observer`` objects told about every batch.
+        max_memory: bytes (or a fraction of available memory, default 0.25)
+            batches in flight may take; fewer are kept in flight to stay inside.
+        trace: a path: a Chrome/Perfetto trace of the last ``trace_batches``
+            batches is written there at ``close()`` (``loader.trace``: a window).
 
     Raises:
         ConfigError: an option or the source is unusable, or an option that only
@@ -92,9 +80,9 @@ class Loader:
         self,
         source: Any,
         *,
-        workers: int = DEFAULT_WORKERS,
-        use_multiprocessing: bool = False,
-        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        workers: int | str = DEFAULT_WORKERS,
+        use_multiprocessing: bool | str = False,
+        max_queue_size: int | str = DEFAULT_MAX_QUEUE_SIZE,
         shuffle: bool = False,
         seed: int | None = None,
         batch_size: int | None = None,
@@ -107,11 +95,14 @@ class Loader:
         shard: tuple[int, int] | None = None,
         reseed_globals: bool | None = None,
         observers: list[Observer] | None = None,
+        max_memory: float | None = None,
+        trace: str | None = None,
+        trace_batches: int = _TRACE_N,
     ) -> None:
         options = LoaderOptions(
-            workers=workers,
-            use_multiprocessing=use_multiprocessing,
-            max_queue_size=max_queue_size,
+            workers=workers,  # type: ignore[arg-type]
+            use_multiprocessing=use_multiprocessing,  # type: ignore[arg-type]
+            max_queue_size=max_queue_size,  # type: ignore[arg-type]
             shuffle=shuffle,
             seed=seed,
             batch_size=batch_size,
@@ -123,6 +114,9 @@ class Loader:
             max_queue_bytes=max_queue_bytes,
             shard=tuple(shard) if shard is not None else None,  # type: ignore[arg-type]
             reseed_globals=reseed_globals,
+            max_memory=max_memory,
+            trace=trace,
+            trace_batches=trace_batches,
         )
         self._setup(
             options,
@@ -150,10 +144,8 @@ class Loader:
         Args:
             factory: a function called as ``factory(worker_index, num_workers)`` in
                 each worker thread, once per pass, returning an iterable; the streams
-                must be disjoint. A plain generator object is accepted too and runs
-                on one worker, for one pass: a generator can only be resumed on one
-                thread at a time, so more workers could not make it faster (write a
-                factory, or a ``__getitem__`` source, for that).
+                must be disjoint. A plain generator object runs on one worker, for
+                one pass (only one thread at a time can resume a generator).
             steps_per_epoch: items per epoch (required: a generator has no length).
                 An epoch continues the pass where the last one stopped.
             workers: worker threads (each with its own stream).
@@ -211,17 +203,17 @@ class Loader:
         self._active_iter: weakref.ref[Generator[Any, None, None]] | None = None
         self._closed = False
         self._pending_end: EpochRun | None = None  # cut-short epoch to finish
-        self._resources = _Resources(self._feed)
+        self._resources = Resources(self._feed, _JOIN_TIMEOUT_S)
         self._finalizer = weakref.finalize(self, self._resources.release)
         self.stats = LoaderStats(options.workers, options.mode)
+        self._gov = Governor(options, self.stats, self._feed, self.id)
         self._observers = scoped_observers() + list(observers or [])
         settings = options.describe(self.seed, self._epoch_len, self.source)
         notify(self._observers, "on_start", self.id, settings)
 
     # -- public -----------------------------------------------------------------
     def __len__(self) -> int:
-        """Batches per epoch (for this shard): the epoch running now, or else the next,
-        from the source's length now."""
+        """Batches per epoch (this shard): the epoch running now, or else the next."""
         if not self._iterating and not self._closed:
             self._epoch_len = self._feed.epoch_length(self._epoch)
         return self._epoch_len
@@ -251,6 +243,7 @@ class Loader:
         self._closed = True
         self._finish_cut_epoch(call_hook=False)
         self._finalizer()
+        self._gov.close()
         notify(self._observers, "on_close", self.id, self.stats.summary())
 
     def __enter__(self) -> Loader:
@@ -268,6 +261,12 @@ class Loader:
             f"queue {o.max_queue_size}, {state}; Keras: model.fit(adapt(loader)) with "
             "`from stoker.adapters.keras import adapt`>"
         )
+
+    def trace(self, path: str, batches: int = _TRACE_N) -> TraceWindow:
+        """Trace from the next batch on; the handle's ``stop()`` (or ``with`` exit,
+        or ``close()``) writes the last ``batches`` to ``path`` (docs/tuning.md)."""
+        self._check_open()
+        return TraceWindow(self._gov, self._gov.start_trace(path, batches))
 
     # -- state ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -331,6 +330,7 @@ class Loader:
         stats = self.stats
         observers = self._observers
         loader_id = self.id
+        record = self._gov.record
         done_add = self._done.add
         self._iterating = True
         try:
@@ -357,7 +357,7 @@ class Loader:
                 run.release()
                 pos = result.pos
                 done_add(pos)
-                stats.record(wait, result.produce_s, result.cpu_s, depth, result.nbytes)
+                record(result, wait, depth, epoch)
                 if observers:
                     r = result
                     event = BatchEvent(

@@ -19,6 +19,13 @@ from stoker._errors import ConfigError
 DEFAULT_WORKERS = 4
 # Keras' max_queue_size default, kept so ported code behaves the same.
 DEFAULT_MAX_QUEUE_SIZE = 10
+# Where workers="auto" starts: two workers show at once whether a second one pays.
+AUTO_START_WORKERS = 2
+# max_memory's default: a quarter of the memory available when the loader starts
+# leaves the model, the framework and the rest of the machine three quarters.
+DEFAULT_MEMORY_FRACTION = 0.25
+# trace=: the last this many batches are kept (about 100 bytes each in the ring).
+DEFAULT_TRACE_BATCHES = 10_000
 START_METHODS = ("fork", "forkserver", "spawn")
 # Options that only process workers use. The rule, for these and every option: one
 # that would have no effect with the settings given is refused with ConfigError (as
@@ -48,23 +55,41 @@ class LoaderOptions:
     max_queue_bytes: int | None = None
     shard: tuple[int, int] | None = None
     reseed_globals: bool | None = None
+    max_memory: int | float | None = None
+    trace: str | None = None
+    trace_batches: int = DEFAULT_TRACE_BATCHES
+    # Settings given as "auto" (filled in by __post_init__, never passed): the
+    # fields above then hold the starting value the autotuner moves from.
+    auto: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.workers == "auto":  # type: ignore[comparison-overlap]
-            raise ConfigError(
-                "workers='auto' is not available in this version; pass a number of "
-                "workers, e.g. workers=8 for I/O-bound sources on threads"
-            )
+        auto = list(self.auto)  # kept by dataclasses.replace (a mode switch)
+        if self.use_multiprocessing == "auto":
+            # Threads first; processes when the work turns out to hold the GIL.
+            auto.append("use_multiprocessing")
+            object.__setattr__(self, "use_multiprocessing", False)
+        if self.workers == "auto":
+            auto.append("workers")
+            # Processes start at one: each costs a start-up and memory, and the
+            # second starts as soon as the consumer waits (process/pool.py).
+            start = 1 if self.use_multiprocessing is True else AUTO_START_WORKERS
+            object.__setattr__(self, "workers", start)
+        if self.max_queue_size == "auto":
+            auto.append("max_queue_size")
+            object.__setattr__(self, "max_queue_size", DEFAULT_MAX_QUEUE_SIZE)
+        object.__setattr__(self, "auto", tuple(auto))
         if not _is_int(self.workers) or self.workers < 1:
             raise ConfigError(
                 f"workers={self.workers!r}: expected a whole number >= 1 "
-                "(the number of threads or processes computing batches)"
+                "(the number of threads or processes computing batches) or 'auto' "
+                "(stoker sizes the pool while it runs)"
             )
         if not _is_int(self.max_queue_size) or self.max_queue_size < 1:
             raise ConfigError(
                 f"max_queue_size={self.max_queue_size!r}: expected a whole number >= 1 "
-                "(finished batches allowed to wait for the training loop)"
+                "(finished batches allowed to wait for the training loop) or 'auto'"
             )
+        self._check_memory_and_trace()
         if self.seed is not None and (not _is_int(self.seed) or self.seed < 0):
             raise ConfigError(
                 f"seed={self.seed!r}: expected None or a whole number >= 0"
@@ -101,8 +126,28 @@ class LoaderOptions:
         self._check_processes()
         self._check_shard()
 
+    def _check_memory_and_trace(self) -> None:
+        m = self.max_memory
+        fraction = isinstance(m, float) and 0 < m <= 1
+        if m is not None and not fraction and (not _is_int(m) or m < 1):
+            raise ConfigError(
+                f"max_memory={m!r}: expected None (a quarter of the available "
+                "memory), a number of bytes >= 1 (e.g. 2 * 1024**3), or a fraction "
+                "of the available memory between 0 and 1 (e.g. 0.5)"
+            )
+        if self.trace is not None and not isinstance(self.trace, (str, os.PathLike)):
+            raise ConfigError(
+                f"trace={self.trace!r}: expected None or a file path for the "
+                "Chrome/Perfetto trace, e.g. trace='run.trace.json'"
+            )
+        if not _is_int(self.trace_batches) or self.trace_batches < 1:
+            raise ConfigError(
+                f"trace_batches={self.trace_batches!r}: expected a whole number >= 1 "
+                "(the trace keeps the last this many batches)"
+            )
+
     def _check_processes(self) -> None:
-        if not self.use_multiprocessing:
+        if not self.use_multiprocessing and "use_multiprocessing" not in self.auto:
             given = [k for k in PROCESS_ONLY if getattr(self, k) is not None]
             if given:
                 raise ConfigError(
@@ -161,6 +206,8 @@ class LoaderOptions:
         out = dataclasses.asdict(self)
         out["mode"] = self.mode
         out["shard"] = list(self.shard) if self.shard else None
+        out["auto"] = list(self.auto)
+        out["trace"] = None if self.trace is None else os.fspath(self.trace)
         return out
 
     def describe(self, seed: int, length: int, source: Any) -> dict[str, Any]:

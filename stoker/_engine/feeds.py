@@ -18,15 +18,17 @@ plan is rebuilt from that epoch on (``plan.py``) and the change is reported.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 from typing import Any, Protocol
 
+from stoker._engine import pickling
 from stoker._engine.fetch import Fetcher
 from stoker._engine.plan import Plan
 from stoker._engine.run import Backend, EpochRun, Task
 from stoker._errors import ConfigError
-from stoker._options import LoaderOptions
+from stoker._options import LoaderOptions, default_start_method
 
 _log = logging.getLogger("stoker")
 # Stopping workers that hold an old seed, when a resume brings another.
@@ -117,8 +119,12 @@ def _process_backend(
     fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
 ) -> Backend:
     from stoker._engine.process.backend import ProcessBackend
+    from stoker._engine.tune import usable_cores
 
-    return ProcessBackend(fetcher, opts, budget, name)
+    # workers="auto" on processes: room for one per usable core, started on demand.
+    auto = {"workers", "use_multiprocessing"} & set(opts.auto)
+    limit = usable_cores() if auto else opts.workers
+    return ProcessBackend(fetcher, opts, budget, name, limit)
 
 
 # LoaderOptions.mode -> factory(fetcher, options, budget, name) of its backend
@@ -137,6 +143,9 @@ class IndexedFeed:
         self._n = source_length(source)
         self._change: tuple[int, int] | None = None
         self._backend: Backend | None = None
+        self._size: tuple[int, int] | None = None  # (workers, budget) once tuned
+        self._switch: tuple[str, int, int] | None = None  # (mode, workers, budget)
+        self.mode = opts.mode  # the backend's mode in force (auto may change it)
         self.fetcher = Fetcher(source, opts.batch_size, seed)
         self._set_plan(seed, first_epoch=0)
 
@@ -160,7 +169,25 @@ class IndexedFeed:
             o = self._opts
             budget = o.max_queue_size + o.workers
             self._backend = _BACKENDS[o.mode](self.fetcher, o, budget, self._name)
+            if self._size is not None:  # tuned before a restart (a resume's seed)
+                self.resize(*self._size)
         return self._backend
+
+    @property
+    def resizable(self) -> bool:
+        """The backend can change its worker count while running (``resize``)."""
+        return self._opts.mode in ("thread", "process")
+
+    def resize(self, workers: int, budget: int) -> None:
+        """Run ``workers`` workers with ``budget`` tokens from the next batch on.
+
+        Threads and processes have ``resize``; a backend without it (a third one
+        that does not size itself) keeps its size, and ``resizable`` says so.
+        """
+        self._size = (workers, budget)
+        resize = getattr(self._backend, "resize", None)
+        if resize is not None:
+            resize(workers, budget)
 
     def epoch_length(self, epoch: int) -> int:
         n = source_length(self.source)
@@ -182,7 +209,39 @@ class IndexedFeed:
         change, self._change = self._change, None
         return change
 
+    def switch_mode(self, mode: str, workers: int, budget: int) -> None:
+        """From the next epoch on, run ``workers`` of ``mode`` (``"auto"``)."""
+        self._switch = (mode, workers, budget)
+
+    def can_cross(self) -> str | None:
+        """None if process workers can take the source, else why not."""
+        method = self._opts.start_method or default_start_method()
+        if method == "fork":
+            return None  # forked workers inherit the source as it is
+        if pickling.culprit(self.source, "source") is None:
+            return None
+        return pickling.describe(self.source, "source")
+
+    def _switch_now(self) -> None:
+        assert self._switch is not None
+        mode, workers, budget = self._switch
+        self._switch = None
+        old, old_backend = self._opts, self._backend
+        self._opts = dataclasses.replace(old, use_multiprocessing=mode == "process")
+        self._backend, self._size = None, (workers, budget)
+        try:
+            self.backend  # noqa: B018  (started here, so a refusal is caught here)
+        except ConfigError as exc:
+            _log.warning("stoker: %s: staying on %ss: %s", self._name, old.mode, exc)
+            self._opts, self._backend = old, old_backend
+            return
+        if old_backend is not None:
+            old_backend.close(_RESTART_TIMEOUT_S)
+        self.mode = mode
+
     def start(self, epoch: int, positions: list[int]) -> EpochRun:
+        if self._switch is not None:
+            self._switch_now()
         keys = self.plan.keys(epoch)
         tasks: list[Task] = [(p, keys[p]) for p in positions]
         return self.backend.start_epoch(epoch, tasks)
@@ -230,3 +289,24 @@ def _same(key: str, saved: Any, mine: Any) -> None:
             f"the state was saved with {key}={saved!r} but this loader has "
             f"{key}={mine!r}: {hint} (resume with the same source and options)"
         )
+
+
+class Resources:
+    """What must be released when the loader goes: the finalizer holds only this."""
+
+    def __init__(self, feed: Feed, timeout_s: float) -> None:
+        self.feed: Feed | None = feed
+        self.timeout_s = timeout_s
+        self.run: EpochRun | None = None
+
+    def release(self) -> None:
+        # Stop the run, then close the feed before joining the run: process workers
+        # stop within a second instead of first finishing the batches they hold.
+        if self.run is not None:
+            self.run.stop()
+        if self.feed is not None:
+            self.feed.close(self.timeout_s)
+            self.feed = None
+        if self.run is not None:
+            self.run.join(self.timeout_s)
+            self.run = None

@@ -38,6 +38,11 @@ _GIL_BOUND_LOAD = 0.6
 # many samples is within about a percentile point of the true one.
 _RESERVOIR = 4096
 _LENGTH_CHANGES_KEPT = 8
+# Tuning decisions kept for summary()["tuning"]: the controller settles in a handful;
+# a source whose speed keeps changing could make more, and only the last are kept.
+_DECISIONS_KEPT = 256
+# Advice never names more threads than this (the autotuner's own ceiling).
+_MAX_ADVISED_THREADS = 64
 
 
 class _Reservoir:
@@ -112,10 +117,19 @@ class LoaderStats:
         self._wait = _Reservoir(rand)
         self._produce = _Reservoir(rand)
         self._epoch_start: float | None = None
+        self._first_start: float | None = None  # decisions' at_s counts from here
+        self.tuning: collections.deque[dict[str, Any]] = collections.deque(
+            maxlen=_DECISIONS_KEPT
+        )
+        self.max_queue_size: int | None = None  # in force, when a governor sets it
+        self.cores: int | None = None  # usable cores and the memory budget, when
+        self.max_memory: int | None = None  # known: they bound the advice
 
     # -- recording (the consumer's thread) ------------------------------------------
     def epoch_started(self) -> None:
         self._epoch_start = self._clock()
+        if self._first_start is None:
+            self._first_start = self._epoch_start
         self._epoch = _Totals()
 
     def epoch_ended(self) -> None:
@@ -144,7 +158,33 @@ class LoaderStats:
         self.length_changes += 1
         self._recent_changes.append({"epoch": epoch, "from": old, "to": new})
 
+    def decided(self, at: int, setting: str, old: Any, new: Any, why: str) -> None:
+        """A tuning decision (``summary()["tuning"]``)."""
+        self.tuning.append(
+            {
+                "at_batch": at,
+                "at_s": round(self._clock() - (self._first_start or self._clock()), 3),
+                "setting": setting,
+                "from": old,
+                "to": new,
+                "why": why,
+            }
+        )
+
     # -- reading ---------------------------------------------------------------------
+    def snapshot(self) -> tuple[int, float, float, float, int, float]:
+        """Running totals: batches, wait, produce, CPU seconds, bytes, elapsed."""
+        t = self._total
+        elapsed = t.elapsed_s + self._running_s()
+        return (t.batches, t.wait_s, t.produce_s, t.cpu_s, t.nbytes, elapsed)
+
+    def produce_spread(self) -> tuple[float, float]:
+        """Mean and p95 of the produce times sampled so far (0 before any)."""
+        values = self._produce.values
+        if not values:
+            return 0.0, 0.0
+        return float(np.mean(values)), float(np.percentile(values, 95))
+
     @property
     def batches(self) -> int:
         """Batches delivered over the loader's life."""
@@ -165,6 +205,7 @@ class LoaderStats:
         out: dict[str, Any] = {
             "mode": self.mode,
             "workers": self.workers,
+            "max_queue_size": self.max_queue_size,
             "epochs": self.epochs,
             **_figures(total, total.elapsed_s + self._running_s()),
             "time_to_first_batch_s": self.time_to_first_batch_s,
@@ -181,6 +222,7 @@ class LoaderStats:
             )
         out["epoch"] = self._epoch_figures()
         out["length_changes"] = list(self._recent_changes)
+        out["tuning"] = list(self.tuning)
         out["verdict"], out["advice"] = self._verdict(total, out["elapsed_s"])
         return out
 
@@ -220,12 +262,46 @@ class LoaderStats:
                 f"kept {gil_load:.2f} CPU busy computing in Python: threads share one "
                 "GIL, so use use_multiprocessing=True",
             )
+        cap, limit = self._advice_cap(t)
+        advised = min(needed, cap)
+        if needed <= self.workers:
+            mean, p95 = self.produce_spread()
+            return (
+                "input-bound",
+                f"the loop waited {wait_fraction:.0%} of the time although "
+                f"{self.workers} workers keep up on average (about {needed} needed): "
+                f"the waits come from slow batches (p95 {p95 * 1e3:.1f} ms against a "
+                f"mean of {mean * 1e3:.1f} ms; a larger max_queue_size absorbs them) "
+                "or from epoch starts (short epochs)",
+            )
+        if advised <= self.workers:
+            return (
+                "input-bound",
+                f"the loop waited {wait_fraction:.0%} of the time with {self.workers} "
+                f"workers, already as many as {limit} allow ({needed} would keep "
+                "up): make source[i] cheaper or the batches smaller",
+            )
+        short = "" if advised == needed else f" (capped by {limit}: {needed} needed)"
         return (
             "input-bound",
             f"the loop waited {wait_fraction:.0%} of the time: one batch takes "
             f"{produce * 1e3:.1f} ms to produce and {step * 1e3:.2f} ms to consume, "
-            f"so about {needed} workers would keep up (now {self.workers})",
+            f"so about {advised} workers would keep up (now {self.workers}){short}; "
+            "workers='auto' finds the count while training runs",
         )
+
+    def _advice_cap(self, t: _Totals) -> tuple[int, str]:
+        """The most workers worth advising, and what bounds them."""
+        if self.mode == "process":
+            cap, limit = self.cores or 1 << 30, f"{self.cores} usable cores"
+        else:
+            cap, limit = _MAX_ADVISED_THREADS, f"{_MAX_ADVISED_THREADS} threads"
+        if self.max_memory and t.nbytes:
+            per = t.nbytes / t.batches
+            by_memory = max(1, int(self.max_memory // per) - 1)
+            if by_memory < cap:
+                cap, limit = by_memory, f"max_memory={self.max_memory / 1e6:.0f} MB"
+        return cap, limit
 
     def __repr__(self) -> str:
         s = self.summary()

@@ -48,11 +48,58 @@ class ThreadEpochRun:
         self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
         self._stopped = False
         self._workers = workers
-        self._busy = workers  # workers still inside work(); guarded by _idle
+        # Workers with an index at or past the limit leave the run (autotuning).
+        self.limit = workers
+        self._excess = 0  # tokens to swallow after a smaller budget (consumer only)
+        self._inside: set[int] = set()  # workers handed this run; guarded by _idle
+        self._busy = 0  # workers still inside work(); guarded by _idle
         self._idle = threading.Condition()
 
+    def enter(self, w: int) -> bool:
+        """Count worker ``w`` in before it is handed the run; False if it is in."""
+        with self._idle:
+            if w in self._inside or self._stopped:
+                return False
+            self._inside.add(w)
+            self._busy += 1
+            return True
+
+    def _leave(self, w: int) -> None:
+        with self._idle:
+            self._inside.discard(w)
+            self._busy -= 1
+            self._idle.notify_all()
+
+    def resize(self, workers: int, budget_delta: int) -> None:
+        """A new worker limit, and tokens added (or, negative, withdrawn)."""
+        self.limit = workers
+        self._workers = max(self._workers, workers)
+        if budget_delta >= 0:
+            take = min(budget_delta, self._excess)
+            self._excess -= take
+            for _ in range(budget_delta - take):
+                self._tokens.put(None)
+        else:
+            self._excess -= budget_delta  # swallowed as the consumer returns them
+
     def work(self, w: int) -> None:
-        """Worker ``w``'s loop for this epoch; returns when no task is left."""
+        """Worker ``w``'s loop for this epoch; returns when no task is left, or when
+        the limit retires it (decided under the lock that ``enter`` takes, so a
+        worker retired and wanted again at once is never lost)."""
+        left = False
+        try:
+            while not self._work(w):
+                with self._idle:  # an RLock: _leave takes it again
+                    if w >= self.limit:
+                        self._leave(w)
+                        left = True
+                        return
+        finally:
+            if not left:
+                self._leave(w)
+
+    def _work(self, w: int) -> bool:
+        """The task loop: True when the run is over for everyone, False if retired."""
         take_token = self._tokens.get
         put = self._results.put
         next_task = self._next_task
@@ -60,36 +107,35 @@ class ThreadEpochRun:
         epoch = self._epoch
         clock = time.perf_counter
         cpu_clock = time.thread_time
-        try:
-            while True:
-                try:
-                    take_token(timeout=_POLL_S)
-                except queue.Empty:
-                    if self._stopped:
-                        return
-                    continue
+        while w < self.limit:
+            try:
+                take_token(timeout=_POLL_S)
+            except queue.Empty:
                 if self._stopped:
-                    return
-                try:
-                    pos, key = next_task()
-                except StopIteration:
-                    return
-                index = key if isinstance(key, int) else pos
-                t0 = clock()
-                c0 = cpu_clock()
-                try:
-                    batch = fetch(key, epoch)
-                except BaseException as exc:  # crosses to the consumer, which re-raises
-                    add_note(exc, key, pos, epoch, f"thread worker {w}")
-                    put(Result(pos, None, clock() - t0, math.nan, 0, exc, w, index))
-                    continue
-                size = nbytes(batch)
-                cpu = cpu_clock() - c0
-                put(Result(pos, batch, clock() - t0, cpu, size, None, w, index))
-        finally:
-            with self._idle:
-                self._busy -= 1
-                self._idle.notify_all()
+                    return True
+                continue
+            if self._stopped:
+                return True
+            if w >= self.limit:  # retired while waiting: the token is another's
+                self._tokens.put(None)
+                return False
+            try:
+                pos, key = next_task()
+            except StopIteration:
+                return True
+            index = key if isinstance(key, int) else pos
+            t0 = clock()
+            c0 = cpu_clock()
+            try:
+                batch = fetch(key, epoch)
+            except BaseException as exc:  # crosses to the consumer, which re-raises
+                add_note(exc, key, pos, epoch, f"thread worker {w}")
+                put(Result(pos, None, clock() - t0, math.nan, 0, exc, w, index))
+                continue
+            size = nbytes(batch)
+            cpu = cpu_clock() - c0
+            put(Result(pos, batch, clock() - t0, cpu, size, None, w, index))
+        return False
 
     def get(self, timeout_s: float) -> Result | None:
         try:
@@ -98,6 +144,9 @@ class ThreadEpochRun:
             return None
 
     def release(self) -> None:
+        if self._excess:
+            self._excess -= 1  # a smaller budget: this token is withdrawn
+            return
         self._tokens.put(None)
 
     def check(self) -> None:
@@ -129,7 +178,13 @@ class ThreadEpochRun:
 
 
 class ThreadBackend:
-    """A pool of ``workers`` threads, started at the first epoch, kept until close."""
+    """A pool of ``workers`` threads, started at the first epoch, kept until close.
+
+    ``resize`` (the autotuner, between batches, on the consumer's thread) changes the
+    count: new threads join the current run's shared task iterator at once; retired
+    ones leave it after their batch and idle until wanted again. The budget moves
+    with the count, so the bound stays ``max_queue_size + workers`` tokens.
+    """
 
     def __init__(self, fetch: Fetcher, workers: int, budget: int, name: str) -> None:
         self._fetch = fetch
@@ -138,9 +193,15 @@ class ThreadBackend:
         self._name = name
         self._jobs: list[queue.SimpleQueue[ThreadEpochRun | None]] = []
         self._threads: list[threading.Thread] = []
+        self._run: ThreadEpochRun | None = None
 
-    def _start_threads(self) -> None:
-        for w in range(self._workers):
+    @property
+    def workers(self) -> int:
+        """The worker count in force."""
+        return self._workers
+
+    def _start_threads(self, count: int) -> None:
+        for w in range(len(self._threads), count):
             jobs: queue.SimpleQueue[ThreadEpochRun | None] = queue.SimpleQueue()
             t = threading.Thread(
                 target=self._serve,
@@ -165,13 +226,29 @@ class ThreadBackend:
                 return
             run.work(w)
 
+    def _hand(self, run: ThreadEpochRun, workers: range) -> None:
+        for w in workers:
+            if run.enter(w):
+                self._jobs[w].put(run)
+
     def start_epoch(self, epoch: int, tasks: list[Task]) -> EpochRun:
-        if not self._threads:
-            self._start_threads()
+        self._start_threads(self._workers)
         run = ThreadEpochRun(self._fetch, epoch, tasks, self._workers, self._budget)
-        for jobs in self._jobs:
-            jobs.put(run)
+        self._run = run
+        self._hand(run, range(self._workers))
         return run
+
+    def resize(self, workers: int, budget: int) -> None:
+        """Run ``workers`` threads with ``budget`` tokens from now on (class doc)."""
+        old_budget, self._budget = self._budget, budget
+        self._workers = workers
+        run = self._run
+        if run is None:
+            return
+        run.resize(workers, budget - old_budget)
+        if self._threads:
+            self._start_threads(workers)
+            self._hand(run, range(workers))
 
     def close(self, timeout_s: float) -> None:
         for jobs in self._jobs:

@@ -18,6 +18,7 @@ _COMMANDS = {
     "runs": ("stoker.cli.runs", "runs"),
     "ui": ("stoker.cli.ui", "ui"),
     "sweep": ("stoker.cli.sweep", "sweep"),
+    "tune": ("stoker.cli.tune", "tune"),
 }
 
 

@@ -41,7 +41,7 @@ def test_shuffle_is_a_permutation_per_epoch_from_the_seed(backend):
 
 def test_batches_bit_identical_for_any_worker_count(backend):
     reference = None
-    for workers in (1, 2, 8):
+    for workers in (1, 2, 8, "auto"):
         with make(
             sources.Jittery(n=16), backend, workers=workers, shuffle=True, seed=3
         ) as loader:

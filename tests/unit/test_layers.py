@@ -44,6 +44,7 @@ ALLOWED = {
     },
     # layer 4: the dashboard reads through stoker.track's public names only
     "stoker.ui": {"stoker.ui", "stoker.track", "stoker._errors"},
+    "stoker.tune": {PUBLIC, "stoker.tune", "stoker.bench"},
     # layer 5: the CLI may import anything, lazily inside each command
     "stoker.cli": {ANY},
 }

@@ -102,6 +102,13 @@ class ProcessEpochRun:
                 return self._done.popleft()
         return None
 
+    def resize(self, budget_delta: int) -> None:
+        """Tokens added (or, negative, withdrawn as the consumer returns them)."""
+        self._budget += budget_delta
+        self._tokens += budget_delta
+        if budget_delta > 0:
+            self._pump()
+
     def release(self) -> None:
         self._tokens += 1
         if not self._todo:
@@ -145,7 +152,12 @@ class ProcessBackend:
     """
 
     def __init__(
-        self, fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
+        self,
+        fetcher: Fetcher,
+        opts: LoaderOptions,
+        budget: int,
+        name: str,
+        limit: int | None = None,
     ) -> None:
         if not sys.platform.startswith("linux"):
             raise ConfigError(
@@ -158,6 +170,9 @@ class ProcessBackend:
         self._opts = opts
         self._budget = budget
         self._name = name
+        self.workers = opts.workers
+        self._limit = max(limit or 0, opts.workers)  # room for workers="auto"
+        self._run: ProcessEpochRun | None = None
         self._pool: WorkerPool | None = None
         self._sync: SourceSync | None = None
         self._runs = itertools.count(1)
@@ -191,7 +206,9 @@ class ProcessBackend:
                 method=self.method,
                 seed=self._fetcher.seed,
                 generation=self._generation,
+                limit=self._limit,
             )
+            pool.workers = self.workers
             self._generation += 1
             self._pool = pool
             self._sync = SourceSync(self._fetcher.source)
@@ -201,7 +218,25 @@ class ProcessBackend:
             # that sees its sentinel); the epoch after starts a fresh pool.
             pool.check()
             self._update(pool)
-        return ProcessEpochRun(pool, next(self._runs), epoch, tasks, self._budget)
+        run = ProcessEpochRun(pool, next(self._runs), epoch, tasks, self._budget)
+        self._run = run
+        return run
+
+    def resize(self, workers: int, budget: int) -> None:
+        """Run up to ``workers`` processes with ``budget`` tokens from now on.
+
+        More workers start through the pool's background path (the next whenever
+        the consumer would wait), up to the room made at the start (``limit``).
+        Fewer: the budget shrinks, so fewer tasks are out at once; the processes
+        past the count stay started but idle (they block on the empty task socket).
+        """
+        workers = min(workers, self._limit)
+        old_budget, self._budget = self._budget, budget
+        self.workers = workers
+        if self._pool is not None:
+            self._pool.workers = workers
+        if self._run is not None:
+            self._run.resize(budget - old_budget)
 
     def _update(self, pool: WorkerPool) -> None:
         assert self._sync is not None

@@ -87,9 +87,11 @@ class WorkerPool:
         method: str,
         seed: int,
         generation: int,
+        limit: int | None = None,
     ) -> None:
         self.method = method
-        self.workers = opts.workers
+        self.workers = opts.workers  # to run now; room for ``limit`` (auto grows)
+        limit = max(limit or 0, opts.workers)
         self.failure: StokerError | None = None
         self.closed = False
         self.sync = 0  # source updates sent so far
@@ -103,21 +105,21 @@ class WorkerPool:
             blob = pickling.dumps_source(fetcher, fetcher.source, method)
         self.arena = Segment.create(reservation_bytes(), f"stoker-{os.getpid()}")
         self.header = np.ndarray(
-            (worker.header_words(self.workers),), np.int64, buffer=self.arena.u8
+            (worker.header_words(limit),), np.int64, buffer=self.arena.u8
         )
-        for w in range(self.workers):
+        for w in range(limit):
             pos_word, _, state_word = worker.status_words(w)
             self.header[pos_word] = -1  # idle
             self.header[state_word] = worker.STARTING
         self.ring = SlotRing(
             self.arena,
-            worker.header_bytes(self.workers),
+            worker.header_bytes(limit),
             budget + 1,
             opts.max_queue_bytes,
         )
         self._tasks, tasks_w = wire.pair()
         self._results, results_w = wire.pair()
-        controls = [wire.pair() for _ in range(self.workers)]
+        controls = [wire.pair() for _ in range(limit)]
         self._controls = [c for c, _ in controls]
         self._epoll = select.epoll()
         self._mine = [
@@ -144,15 +146,15 @@ class WorkerPool:
                 generation=generation,
                 arena=worker.FdHandle(self.arena.fd or -1),
                 arena_size=self.arena.size,
-                workers=self.workers,
+                workers=limit,
                 tasks=tasks_w,
                 results=results_w,
                 control=controls[w][1],
                 close_fds=[],
             )
-            for w in range(self.workers)
+            for w in range(limit)
         ]
-        self._names = [f"{name}-worker-{w}" for w in range(self.workers)]
+        self._names = [f"{name}-worker-{w}" for w in range(limit)]
         self._tasks.setblocking(False)
         self._results.setblocking(False)
         self._receiver = wire.Receiver(self._results)
@@ -170,7 +172,7 @@ class WorkerPool:
     def start_pending(self) -> bool:
         """Start the next worker, if any is left; True if one was started."""
         w = len(self.procs)
-        if w >= len(self._boots) or self.closed:
+        if w >= min(self.workers, len(self._boots)) or self.closed:
             return False
         boot = self._boots[w]
         if self.method == "fork":

@@ -1,0 +1,259 @@
+# Run: .venv/bin/python benchmarks/autotune.py   (about 3 min; --quick: about 1 min;
+#      --only latency,tiny to pick workloads). Issue 14's targets, in one run each.
+# Last run (2026-11-29 10:41, --repeat 3, 2 vCPUs at load 8.6 from other jobs: the
+# fixed points moved by up to 40% between repeats; table in docs/benchmarks.md),
+# auto / best fixed point, batches/s over two short epochs (second epoch alone):
+#   latency 0.65 (0.69), shift 0.54 (0.63), files 0.78, cpu 0.87 (processes 1.02),
+#   big 0.96, tiny 0.84; the earlier, quieter run: latency 0.90 (epoch 2 1.17x).
+#   Per batch: trace +0.10 us, governor +0.07 us fixed, +0.40 us auto.
+"""workers="auto" against the best fixed setting of a sweep, measured in the same run.
+
+Each workload runs two epochs behind a training loop that takes ``--step`` seconds
+per batch (a sleep, as a GPU step leaves the CPU free). For every fixed point of the
+sweep and for ``workers="auto", max_queue_size="auto", use_multiprocessing="auto"``
+(and, for ``cpu`` and ``big``, the same on processes), the script reports batches
+per second over both epochs (the first includes auto's convergence), the second
+epoch alone, and for auto the time and batch of its last decision (convergence) and
+the settings it ended with.
+
+Workloads: stoker bench's built-ins (``latency`` at 50 ms, ``cpu``, ``big``,
+``files``, ``tiny``) and ``shift``, a source that changes speed halfway through each
+epoch (5 ms per batch, then 40 ms), as a user's source might when it reaches data
+on a slower disk. ``cpu`` holds the GIL: ``use_multiprocessing="auto"`` moves it to
+processes at the second epoch's start, so its first epoch runs on threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import stoker
+from stoker.bench.workloads import make_workload
+
+# Sweep points per workload: (mode, workers); the queue is swept at the best of them.
+_SWEEP: dict[str, list[tuple[bool, int]]] = {
+    "latency": [(False, w) for w in (4, 8, 16, 32, 64)],
+    "shift": [(False, w) for w in (2, 4, 8, 16, 32)],
+    "files": [(False, w) for w in (1, 2, 4, 8)] + [(True, 2)],
+    "cpu": [(False, 1), (False, 2), (True, 1), (True, 2)],
+    "big": [(False, 1), (False, 2), (False, 4), (True, 2)],
+    "tiny": [(False, 1), (False, 2), (False, 4)],
+}
+_QUEUES = (2, 32)
+# Batches per epoch: each fixed run at its best point lasts about a second.
+_BATCHES = {"latency": 240, "shift": 160, "files": 48, "cpu": 48, "big": 96}
+_TINY_BATCHES = 20000
+_REPEAT = 1  # --repeat
+
+
+class ShiftSource:
+    """5 ms per batch for the first half of each epoch, 40 ms for the second half."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Any:
+        import numpy as np
+
+        time.sleep(0.005 if index < self.length // 2 else 0.04)
+        return np.full((128, 784), index % 256, dtype=np.float32)
+
+
+def _source(name: str, quick: bool) -> Any:
+    n = _BATCHES.get(name, _TINY_BATCHES)
+    if quick:
+        n //= 2
+    if name == "shift":
+        return ShiftSource(n)
+    latency = 0.05 if name == "latency" else None
+    return make_workload(name, batches=n, latency=latency).source
+
+
+def _run(source: Any, step: float, **options: Any) -> dict[str, Any]:
+    """The median (by whole-run throughput) of ``_REPEAT`` runs of one setting."""
+    runs = sorted((_once(source, step, **options) for _ in range(_REPEAT)),
+                  key=lambda r: r["all_bps"])  # fmt: skip
+    return runs[len(runs) // 2]
+
+
+def _once(source: Any, step: float, **options: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    with stoker.Loader(source, timeout=120, **options) as loader:
+        for _ in loader:
+            if step:
+                time.sleep(step)
+        t1 = time.perf_counter()
+        for _ in loader:
+            if step:
+                time.sleep(step)
+        t2 = time.perf_counter()
+        s = loader.stats.summary()
+    n = len(source)
+    last = s["tuning"][-1] if s["tuning"] else None
+    return {
+        "all_bps": 2 * n / (t2 - t0),
+        "epoch2_bps": n / (t2 - t1),
+        "settled_s": last["at_s"] if last else 0.0,
+        "settled_batch": last["at_batch"] if last else 0,
+        "first_epoch_s": t1 - t0,
+        "end": f"{s['mode']} {s['workers']}",
+        "decisions": len(s["tuning"]),
+    }
+
+
+def _label(mp: bool, workers: Any, queue: Any) -> str:
+    return f"{'processes' if mp else 'threads'} w={workers} q={queue}"
+
+
+def bench(name: str, quick: bool, step: float) -> list[str]:
+    source = _source(name, quick)
+    step = 0.0 if name == "tiny" else step
+    fixed: list[tuple[str, dict[str, Any]]] = []
+    for mp, w in _SWEEP[name]:
+        fixed.append((_label(mp, w, 10), _run(source, step, workers=w,
+                                              use_multiprocessing=mp)))  # fmt: skip
+    best_label, best = max(fixed, key=lambda r: r[1]["all_bps"])
+    mp, w = _SWEEP[name][[f[0] for f in fixed].index(best_label)]
+    for q in _QUEUES:
+        fixed.append((_label(mp, w, q), _run(source, step, workers=w,
+                      use_multiprocessing=mp, max_queue_size=q)))  # fmt: skip
+    best_label, best = max(fixed, key=lambda r: r[1]["all_bps"])
+    auto = {"workers": "auto", "max_queue_size": "auto"}
+    autos = [("auto", _run(source, step, use_multiprocessing="auto", **auto))]
+    if name in ("cpu", "big"):
+        autos.append(
+            ("processes, auto", _run(source, step, use_multiprocessing=True, **auto))
+        )
+    rows = []
+    for label, r in fixed:
+        mark = " (best)" if label == best_label else ""
+        rows.append(
+            f"| {name} | {label}{mark} | {r['all_bps']:.1f} | {r['epoch2_bps']:.1f} "
+            f"| {r['all_bps'] / best['all_bps']:.2f} | | |"
+        )
+    for label, r in autos:
+        rows.append(
+            f"| {name} | **{label}** -> {r['end']} | {r['all_bps']:.1f} "
+            f"| {r['epoch2_bps']:.1f} | **{r['all_bps'] / best['all_bps']:.2f}** "
+            f"| {r['settled_s']:.2f} s (batch {r['settled_batch']}, "
+            f"{r['settled_s'] / r['first_epoch_s']:.0%} of epoch 1) "
+            f"| {r['decisions']} |"
+        )
+    return rows
+
+
+def trace_cost(repeat: int = 5, n: int = 20000) -> list[str]:
+    """Per-batch cost of trace= on the tiny workload: on minus off, same run."""
+    import statistics
+    import tempfile
+
+    source = _source("tiny", False)
+    off, on = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(repeat):  # alternate, so that load changes hit both alike
+            for traced, out in ((False, off), (True, on)):
+                path = os.path.join(tmp, f"{k}.json") if traced else None
+                t0 = time.perf_counter()
+                with stoker.Loader(source, workers=1, trace=path) as loader:
+                    for _ in loader:
+                        pass
+                    t1 = time.perf_counter()  # before close() writes the file
+                out.append((t1 - t0) / n)
+    a, b = statistics.median(off), statistics.median(on)
+    return [
+        f"| tiny | trace off | {a * 1e6:.2f} us/batch | | | | |",
+        f"| tiny | trace on (ring of 10,000) | {b * 1e6:.2f} us/batch | | "
+        f"+{(b - a) * 1e6:.2f} us | | |",
+    ]
+
+
+def overhead(n: int = 200_000, repeat: int = 5) -> list[str]:
+    """What the governor adds per batch on the consumer's thread, in isolation.
+
+    ``Governor.record`` (stats + checks, + trace when on) against ``stats.record``
+    alone, the call the loader made before issue 14, over the same fake result.
+    """
+    import statistics
+
+    from stoker._engine.govern import Governor
+    from stoker._engine.run import Result
+    from stoker._engine.stats import LoaderStats
+    from stoker._options import LoaderOptions
+
+    class _Feed:
+        mode = "thread"
+
+        def resize(self, workers: int, budget: int) -> None:
+            pass
+
+    rows = []
+    settings: list[tuple[str, dict[str, Any]]] = [
+        ("fixed settings", {"workers": 4}),
+        ("workers/max_queue_size auto", {"workers": "auto", "max_queue_size": "auto"}),
+        ("fixed + trace", {"workers": 4, "trace": os.devnull}),
+    ]
+    for label, options in settings:
+        added = []
+        for _ in range(repeat):
+            opts = LoaderOptions(**options)
+            stats = LoaderStats(opts.workers, opts.mode)
+            gov = Governor(opts, stats, _Feed(), "bench")
+            result = Result(0, None, 0.001, 0.0, 1000, None, 0, 0)
+            stats.epoch_started()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                stats.record(0.0, 0.001, 0.0, 1, 1000)
+            t1 = time.perf_counter()
+            for _ in range(n):
+                gov.record(result, 0.0, 1, 0)
+            t2 = time.perf_counter()
+            added.append(((t2 - t1) - (t1 - t0)) / n)
+            gov.traces.clear()  # nothing to write
+        rows.append(
+            f"| per batch | {label}: Governor.record - stats.record | "
+            f"+{statistics.median(added) * 1e6:.2f} us | | | | |"
+        )
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="half the batches")
+    p.add_argument("--only", default="", help="comma list of workloads")
+    p.add_argument("--step", type=float, default=0.002, help="training step (s)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per setting (median)")
+    args = p.parse_args()
+    global _REPEAT
+    _REPEAT = max(1, args.repeat)
+    extra = ["trace", "overhead"]
+    picked = args.only.split(",") if args.only else [*_SWEEP, *extra]
+    names = [n for n in [*_SWEEP, *extra] if n in picked]
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, step "
+        f"{args.step * 1e3:g} ms, median of {_REPEAT}, load average before: "
+        f"{os.getloadavg()[0]:.2f}"
+    )
+    print(
+        "| workload | setting | batches/s (2 epochs) | epoch 2 | vs best "
+        "| last decision | decisions |"
+    )
+    print("|---|---|---:|---:|---:|---|---:|")
+    for name in names:
+        if name in extra:
+            rows = trace_cost() if name == "trace" else overhead()
+        else:
+            rows = bench(name, args.quick, args.step)
+        for row in rows:
+            print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""The controller is a pure function of measurements: scripted windows, no sleeps.
+
+A small model of a pipeline stands in for the clock: ``n`` workers each take
+``produce_s`` per batch (``parallel`` of them can truly run at once: 1 for a source
+that holds the GIL), the training step takes ``step_s``; a window of one second then
+delivers ``min(parallel_rate, 1 / step_s)`` batches and the loop waits for the rest.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stoker._engine import tune
+from stoker._engine.tune import Controller, Window
+
+
+def model(
+    workers: int,
+    *,
+    produce_s: float,
+    step_s: float,
+    parallel: int | None = None,
+    cpu_share: float = 0.0,
+    nbytes: int = 1000,
+) -> Window:
+    """One second of a pipeline with ``workers`` workers (module docstring)."""
+    lanes = workers if parallel is None else min(workers, parallel)
+    rate = min(lanes / produce_s, 1.0 / step_s)
+    batches = max(1, round(rate))
+    wait = max(0.0, 1.0 - batches * step_s)
+    # Workers stuck behind the GIL report the wall time they were blocked as well,
+    # but not as CPU time.
+    produce = produce_s * workers / lanes
+    return Window(
+        1.0,
+        batches,
+        wait,
+        batches * produce,
+        batches * produce_s * cpu_share,
+        batches * nbytes,
+        workers,
+    )
+
+
+def converge(ctl: Controller, steps: int = 30, **kw) -> list[tune.Decision]:
+    decisions = []
+    for _ in range(steps):
+        d = ctl.observe(model(ctl.workers, **kw))
+        if d is not None:
+            decisions.append(d)
+    return decisions
+
+
+def test_grows_until_the_loop_stops_waiting():
+    # 50 ms per batch, a 5 ms step: 10 threads keep up.
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    decisions = converge(ctl, produce_s=0.05, step_s=0.005)
+    assert decisions and all(d.setting == "workers" for d in decisions)
+    assert decisions[0].old == 2 and decisions[0].new > 2
+    assert "waited" in decisions[0].why
+    assert 10 <= ctl.workers <= 16
+    last = model(ctl.workers, produce_s=0.05, step_s=0.005)
+    assert last.wait_fraction <= tune.WAIT_TARGET
+    # Settled: further windows change nothing.
+    assert converge(ctl, steps=5, produce_s=0.05, step_s=0.005) == []
+
+
+def test_threads_go_past_the_cores_processes_do_not():
+    threads = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    converge(threads, produce_s=0.05, step_s=0.001)
+    assert 50 <= threads.workers <= tune.MAX_THREADS  # 50 keep up, far past 2 cores
+    procs = Controller("process", 1, cores=3, max_memory=10**9, queue=10)
+    converge(procs, produce_s=0.05, step_s=0.001)
+    assert procs.workers == 3
+    many = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    converge(many, produce_s=0.5, step_s=0.001)
+    assert many.workers == tune.MAX_THREADS  # 500 would keep up; 64 is the cap
+
+
+def test_stops_when_one_more_worker_adds_too_little():
+    # A GIL-bound source on threads: one runs at a time, more add nothing.
+    ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
+    decisions = converge(ctl, produce_s=0.01, step_s=0.001, parallel=1, cpu_share=0.9)
+    grow, undo = decisions[0], decisions[1]
+    assert grow.new > grow.old
+    assert undo.new == grow.old and "added" in undo.why
+    assert ctl.workers == 2
+    # It tries again now and then (the source may change), ever more rarely: 4, 8
+    # and 16 windows later in 30 windows.
+    assert len(decisions) <= 8
+    retries = [k for k, d in enumerate(decisions) if d.new > d.old]
+    assert len(retries) <= 4
+
+
+def test_tries_again_when_the_source_changes_speed():
+    ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
+    converge(ctl, produce_s=0.01, step_s=0.001, parallel=2, cpu_share=0.9)
+    stuck = ctl.workers
+    # The second half of the epoch: a slow remote read that threads overlap.
+    converge(ctl, produce_s=0.1, step_s=0.001)
+    assert ctl.workers > stuck
+
+
+def test_a_source_that_slows_down_is_not_a_failed_increase():
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    grow = ctl.observe(model(2, produce_s=0.005, step_s=0.002))
+    assert grow is not None and grow.new > 2
+    # The window after an increase holds the new workers' start: not judged.
+    assert ctl.observe(model(ctl.workers, produce_s=0.005, step_s=0.002)) is None
+    # Then batches take 8x longer (a slower disk) and throughput falls.
+    after = ctl.observe(model(ctl.workers, produce_s=0.04, step_s=0.002))
+    assert after is not None and after.new > grow.new, after
+
+
+def test_shrinks_idle_workers():
+    # 32 workers for a source 1 worker keeps up with.
+    ctl = Controller("thread", 32, cores=2, max_memory=10**9, queue=10)
+    decisions = converge(ctl, produce_s=0.001, step_s=0.01)
+    assert decisions[0].new < 32 and "busy" in decisions[0].why
+    assert ctl.workers <= 2
+    assert model(ctl.workers, produce_s=0.001, step_s=0.01).wait_fraction == 0
+
+
+def test_never_exceeds_the_memory_budget():
+    # 10 MB batches, 200 MB budget, queue 10: at most 10 workers on top of the queue.
+    ctl = Controller("thread", 2, cores=2, max_memory=200 * 10**6, queue=10)
+    seen = [ctl.workers]
+    for _ in range(30):
+        d = ctl.observe(model(ctl.workers, produce_s=0.1, step_s=0.001, nbytes=10**7))
+        seen.append(ctl.workers)
+        if d is not None:
+            assert (d.new + 10) * 10**7 <= 200 * 10**6 or d.new < d.old
+    assert max(seen) <= 10
+    assert ctl.workers == 10
+
+
+def test_a_count_over_the_budget_is_cut_at_once():
+    ctl = Controller("thread", 40, cores=2, max_memory=20 * 10**6, queue=10)
+    d = ctl.observe(model(40, produce_s=0.1, step_s=0.001, nbytes=10**6))
+    assert d is not None and d.new == 10 and "memory budget" in d.why
+
+
+@pytest.mark.parametrize(
+    ("cpu_share", "parallel", "can_switch", "switches"),
+    [
+        (0.95, 1, True, True),  # Python holding the GIL: processes
+        (0.95, 1, False, False),  # ...unless not allowed or the source cannot cross
+        (0.05, None, True, False),  # I/O: threads overlap it
+        (0.95, None, True, False),  # C code releasing the GIL: threads use the cores
+    ],
+)
+def test_switches_to_processes_only_when_gil_bound_and_picklable(
+    cpu_share, parallel, can_switch, switches
+):
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=can_switch)  # fmt: skip
+    decisions = []
+    for _ in range(30):
+        # Processes run Python in parallel: the GIL held only the threads.
+        lanes = None if ctl.mode == "process" else parallel
+        d = ctl.observe(model(ctl.workers, produce_s=0.01, step_s=0.001,
+                              parallel=lanes, cpu_share=cpu_share))  # fmt: skip
+        if d is not None:
+            decisions.append(d)
+    modes = [d for d in decisions if d.setting == "mode"]
+    if switches:
+        assert modes and (modes[0].old, modes[0].new) == ("thread", "process")
+        assert "GIL" in modes[0].why
+        assert ctl.mode == "process" and ctl.workers <= 4
+    else:
+        assert modes == [] and ctl.mode == "thread"
+
+
+def test_no_switch_when_the_loop_does_not_wait():
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    converge(ctl, produce_s=0.001, step_s=0.01, parallel=1, cpu_share=1.0)
+    assert ctl.mode == "thread"
+
+
+def test_queue_for_jitter_is_bounded():
+    assert tune.queue_for_jitter(0.01, 0.01, 0.01, 4) == tune.MIN_QUEUE
+    assert tune.queue_for_jitter(0.01, 0.05, 0.005, 4) == 10
+    assert tune.queue_for_jitter(0.01, 5.0, 0.001, 64) == tune.MAX_QUEUE
+
+
+def test_usable_cores_reads_the_cgroup_quota(tmp_path):
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("150000 100000\n")
+    assert tune.usable_cores(str(cpu_max)) <= 2
+    cpu_max.write_text("max 100000\n")
+    assert tune.usable_cores(str(cpu_max)) >= 1
+    assert tune.usable_cores(str(tmp_path / "missing")) >= 1
+
+
+def test_available_memory(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 100 kB\nMemAvailable: 42 kB\n")
+    assert tune.available_memory(str(meminfo)) == 42 * 1024
+    assert tune.available_memory(str(tmp_path / "missing")) is None
+
+
+def _stats(workers: int, mode: str, produce: float, step: float, n: int = 50):
+    """Stats of ``n`` batches that each kept the loop waiting, on a fake clock."""
+    from stoker._engine.stats import LoaderStats
+
+    now = [0.0]
+    stats = LoaderStats(workers, mode, clock=lambda: now[0])
+    stats.cores, stats.max_memory = 2, 10**9
+    stats.epoch_started()
+    wait = max(produce / workers - step, 0.0)
+    for _ in range(n):
+        now[0] += wait + step
+        stats.record(wait, produce, 0.0, 1, 1000)
+    stats.epoch_ended()
+    return stats.summary()
+
+
+def test_advice_is_bounded_by_the_cores_and_names_auto():
+    # A 10 ms source against a 0.03 ms step: about 347 workers would keep up.
+    s = _stats(4, "process", produce=0.010, step=0.0000288)
+    assert "347" not in s["advice"].split("capped")[0]
+    assert "about 2 workers" not in s["advice"]  # the cap is already reached
+    assert "2 usable cores" in s["advice"] and "make source[i] cheaper" in s["advice"]
+    s = _stats(4, "thread", produce=0.010, step=0.0000288)
+    assert "about 64 workers would keep up" in s["advice"]
+    assert "capped by 64 threads" in s["advice"] and "workers='auto'" in s["advice"]
+
+
+def test_advice_is_bounded_by_memory():
+    s = _stats(2, "thread", produce=0.05, step=0.001)
+    assert "about 51 workers would keep up" in s["advice"]  # 50 ms / 1 ms, rounded up
+    # 1000-byte batches in a 20 kB budget: 19 workers with one batch in hand.
+    s = _stats_with_memory(max_memory=20_000)
+    assert "about 19 workers" in s["advice"] and "max_memory" in s["advice"]
+
+
+def _stats_with_memory(max_memory: int):
+    from stoker._engine.stats import LoaderStats
+
+    now = [0.0]
+    stats = LoaderStats(2, "thread", clock=lambda: now[0])
+    stats.cores, stats.max_memory = 2, max_memory
+    stats.epoch_started()
+    for _ in range(50):
+        now[0] += 0.025 + 0.001
+        stats.record(0.025, 0.05, 0.0, 1, 1000)
+    stats.epoch_ended()
+    return stats.summary()
+
+
+def test_cpu_work_on_threads_stops_at_the_cores():
+    # C code that releases the GIL (a decode): threads use the cores, no more.
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    assert converge(ctl, produce_s=0.01, step_s=0.001, parallel=2, cpu_share=0.95) == []
+    assert ctl.workers == 2
+
+
+def test_a_move_to_processes_that_does_not_pay_is_undone():
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    gil = {"produce_s": 0.01, "step_s": 0.001, "parallel": 1, "cpu_share": 0.95}
+    for _ in range(30):
+        if ctl.observe(model(ctl.workers, **gil)) is not None and ctl.mode == "process":
+            break
+    assert ctl.mode == "process"
+    # A busy machine: the processes get no more done than one thread did.
+    assert ctl.observe(model(ctl.workers, **gil)) is None  # their start: not judged
+    back = ctl.observe(model(ctl.workers, **gil))
+    assert back is not None and (back.old, back.new) == ("process", "thread")
+    assert "back to threads" in back.why and ctl.mode == "thread"
+    # And it does not try again.
+    assert all(d.setting != "mode" for d in converge(ctl, **gil))
+
+
+def test_no_switch_on_a_machine_with_no_idle_core():
+    # Threads that share one core of a busy machine look GIL-bound; they are not.
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    for _ in range(30):
+        w = model(ctl.workers, produce_s=0.01, step_s=0.001, parallel=1,
+                  cpu_share=0.95)._replace(idle_cores=0.1)  # fmt: skip
+        ctl.observe(w)
+    assert ctl.mode == "thread"
+
+
+def test_cpu_times_reads_proc_stat(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    assert tune.cpu_times(str(stat)) == (850.0, 1000.0)
+    idle, total = tune.cpu_times(str(tmp_path / "missing"))
+    assert idle != idle and total != total  # NaN: unknown

@@ -1,0 +1,90 @@
+"""The governor on a fake clock and a fake feed: what it applies, and when."""
+
+from __future__ import annotations
+
+import pytest
+
+from stoker._engine.govern import Governor
+from stoker._engine.run import Result
+from stoker._engine.stats import LoaderStats
+from stoker._errors import ConfigError
+from stoker._options import LoaderOptions
+
+
+class Feed:
+    """Records resizes; can always cross to processes."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+        self.mode = "thread"
+
+    def resize(self, workers: int, budget: int) -> None:
+        self.sizes.append((workers, budget))
+
+
+def _setup(**options):
+    now = [0.0]
+    clock = lambda: now[0]  # noqa: E731
+    opts = LoaderOptions(**options)
+    stats = LoaderStats(opts.workers, opts.mode, clock=clock)
+    feed = Feed()
+    gov = Governor(opts, stats, feed, "loader-t", clock=clock)
+    return now, stats, feed, gov
+
+
+def _batch(gov, now, *, wait, produce, step, nbytes=1000):
+    now[0] += wait + step
+    gov.record(Result(0, None, produce, 0.0, nbytes, None, 0, 0), wait, 1, 0)
+
+
+def test_fixed_settings_are_cut_to_the_memory_budget_once():
+    now, stats, feed, gov = _setup(workers=4, max_queue_size=10, max_memory=10_000)
+    stats.epoch_started()
+    for _ in range(20):
+        _batch(gov, now, wait=0.0, produce=0.001, step=0.001)
+    # 10 batches of 1000 bytes fit: 4 workers and a queue of 6.
+    assert feed.sizes == [(4, 10)]
+    (cut,) = stats.summary()["tuning"]
+    assert (cut["setting"], cut["from"], cut["to"]) == ("max_queue_size", 10, 6)
+
+
+def test_one_batch_over_the_budget_raises():
+    now, stats, _, gov = _setup(workers=1, max_memory=500)
+    stats.epoch_started()
+    with pytest.raises(ConfigError, match="raise max_memory"):
+        _batch(gov, now, wait=0.0, produce=0.001, step=0.001)
+
+
+def test_auto_grows_on_waiting_windows_and_reports_why():
+    now, stats, feed, gov = _setup(workers="auto")
+    stats.epoch_started()
+    for _ in range(40):  # 50 ms batches on 2 workers, a 1 ms step: 25 ms waits
+        _batch(gov, now, wait=0.024, produce=0.05, step=0.001)
+    assert feed.sizes and feed.sizes[0][0] > 2
+    d = stats.summary()["tuning"][0]
+    assert d["setting"] == "workers" and "waited" in d["why"]
+    assert stats.summary()["workers"] == feed.sizes[-1][0]
+
+
+def test_time_between_epochs_is_not_the_training_step():
+    now, stats, _, gov = _setup(workers="auto")
+    for _ in range(3):
+        stats.epoch_started()
+        for _ in range(4):  # short epochs: a window spans the pause between them
+            _batch(gov, now, wait=0.02, produce=0.05, step=0.005)
+        stats.epoch_ended()
+        now[0] += 20.0  # a long validation pass
+    # Within the epochs the loop waited 80% of the time: grow. Counted on the wall
+    # clock, the pause would make it 1% and the workers look idle.
+    first = stats.summary()["tuning"][0]
+    assert first["setting"] == "workers" and first["to"] > first["from"], first
+
+
+def test_fixed_settings_are_checked_at_powers_of_two():
+    now, stats, _, gov = _setup(workers=2)
+    stats.epoch_started()
+    checks = []
+    gov._warn = lambda: checks.append(stats.batches)  # type: ignore[method-assign]
+    for _ in range(100):
+        _batch(gov, now, wait=0.0, produce=0.001, step=0.001)
+    assert checks == [1, 2, 4, 8, 16, 32, 64]
