@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import Any, Literal
 
 from stoker import _state
 from stoker._engine import seeding
@@ -80,9 +80,9 @@ class Loader:
         self,
         source: Any,
         *,
-        workers: int | str = DEFAULT_WORKERS,
-        use_multiprocessing: bool | str = False,
-        max_queue_size: int | str = DEFAULT_MAX_QUEUE_SIZE,
+        workers: int | Literal["auto"] = DEFAULT_WORKERS,
+        use_multiprocessing: bool | Literal["auto"] = False,
+        max_queue_size: int | Literal["auto"] = DEFAULT_MAX_QUEUE_SIZE,
         shuffle: bool = False,
         seed: int | None = None,
         batch_size: int | None = None,

@@ -64,17 +64,17 @@ class LoaderOptions:
 
     def __post_init__(self) -> None:
         auto = list(self.auto)  # kept by dataclasses.replace (a mode switch)
-        if self.use_multiprocessing == "auto":
+        if self.use_multiprocessing == "auto":  # type: ignore[comparison-overlap]
             # Threads first; processes when the work turns out to hold the GIL.
             auto.append("use_multiprocessing")
             object.__setattr__(self, "use_multiprocessing", False)
-        if self.workers == "auto":
+        if self.workers == "auto":  # type: ignore[comparison-overlap]
             auto.append("workers")
             # Processes start at one: each costs a start-up and memory, and the
             # second starts as soon as the consumer waits (process/pool.py).
             start = 1 if self.use_multiprocessing is True else AUTO_START_WORKERS
             object.__setattr__(self, "workers", start)
-        if self.max_queue_size == "auto":
+        if self.max_queue_size == "auto":  # type: ignore[comparison-overlap]
             auto.append("max_queue_size")
             object.__setattr__(self, "max_queue_size", DEFAULT_MAX_QUEUE_SIZE)
         object.__setattr__(self, "auto", tuple(auto))

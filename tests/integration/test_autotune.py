@@ -1,3 +1,4 @@
+# mypy: disable-error-code="arg-type,attr-defined"
 """workers="auto", max_memory and the warning, on real threads and processes.
 
 The output bytes never depend on the controller: resizing mid-epoch (forced here at

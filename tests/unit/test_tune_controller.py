@@ -1,3 +1,4 @@
+# mypy: disable-error-code="operator,arg-type"
 """The controller is a pure function of measurements: scripted windows, no sleeps.
 
 A small model of a pipeline stands in for the clock: ``n`` workers each take

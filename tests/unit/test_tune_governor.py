@@ -84,7 +84,7 @@ def test_fixed_settings_are_checked_at_powers_of_two():
     now, stats, _, gov = _setup(workers=2)
     stats.epoch_started()
     checks = []
-    gov._warn = lambda: checks.append(stats.batches)  # type: ignore[method-assign]
+    gov._warn = lambda: checks.append(stats.batches)
     for _ in range(100):
         _batch(gov, now, wait=0.0, produce=0.001, step=0.001)
     assert checks == [1, 2, 4, 8, 16, 32, 64]
