@@ -4,9 +4,9 @@
 batches in order, through a bounded queue, deterministically for a seed.
 """
 
-from typing import TYPE_CHECKING
+import typing
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     # `stoker.track(...)` is a call; at run time stoker.track is also the package of
     # the tracker's queries (a callable module), which a type checker cannot model.
     from stoker.track._run import track
@@ -29,7 +29,7 @@ from stoker._loader import Loader
 from stoker._sharding import shard_from_env
 from stoker._types import BatchEvent, Observer, observe_all
 
-if TYPE_CHECKING:  # type checkers see param's signature; it loads on first use
+if typing.TYPE_CHECKING:  # type checkers see param's signature; it loads on first use
     from stoker.track._sweeps import param
 
 __version__ = "0.1.0.dev0"

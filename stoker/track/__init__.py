@@ -18,9 +18,10 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
+import typing
+from typing import Any
 
-if TYPE_CHECKING:  # what type checkers see; at run time each loads on first use
+if typing.TYPE_CHECKING:  # what type checkers see; at run time each loads on first use
     from stoker.track._query import (
         compare_runs,
         delete_run,
