@@ -18,6 +18,7 @@ from stoker._errors import (
     WorkerError,
 )
 from stoker._loader import Loader
+from stoker._options import RayOptions
 from stoker._sharding import shard_from_env
 from stoker._types import BatchEvent, Observer, observe_all
 
@@ -30,6 +31,7 @@ __all__ = [
     "LoaderClosed",
     "LoaderTimeout",
     "Observer",
+    "RayOptions",
     "SerializationError",
     "StokerError",
     "StoreError",

@@ -25,7 +25,12 @@ from stoker._engine.run import Backend, EpochRun, Result, Task
 from stoker._engine.stats import LoaderStats
 from stoker._engine.threads import ThreadBackend
 from stoker._errors import ConfigError, LoaderClosed
-from stoker._options import DEFAULT_MAX_QUEUE_SIZE, DEFAULT_WORKERS, LoaderOptions
+from stoker._options import (
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_WORKERS,
+    LoaderOptions,
+    RayOptions,
+)
 from stoker._types import BatchEvent, Observer, notify, scoped_observers
 
 # How long close() and an epoch change wait for a batch still being computed.
@@ -111,6 +116,10 @@ class Loader:
         shard: ``(index, count)``: this host's disjoint part of every epoch.
         reseed_globals: processes: reseed ``random``/``numpy.random`` per batch from
             ``(seed, epoch, index)``; default on when ``seed`` is given.
+        backend: ``"ray"`` runs the workers as Ray actors (docs/ray.md); None:
+            threads, or processes with ``use_multiprocessing=True``.
+        ray: ``stoker.RayOptions`` for the Ray backend (cluster address, resources
+            per worker, placement, retry); implies ``backend="ray"``.
         observers: extra ``stoker.Observer`` objects told about every batch.
 
     Raises:
@@ -134,6 +143,8 @@ class Loader:
         max_queue_bytes: int | None = None,
         shard: tuple[int, int] | None = None,
         reseed_globals: bool | None = None,
+        backend: str | None = None,
+        ray: RayOptions | None = None,
         observers: list[Observer] | None = None,
     ) -> None:
         self.options = LoaderOptions(
@@ -151,6 +162,8 @@ class Loader:
             max_queue_bytes=max_queue_bytes,
             shard=tuple(shard) if shard is not None else None,  # type: ignore[arg-type]
             reseed_globals=reseed_globals,
+            backend=backend,  # issue 17
+            ray=ray,  # issue 17
         )
         self._extra_observers = list(observers or [])
         self._setup(source)
@@ -350,6 +363,10 @@ class Loader:
     def _make_backend(self) -> Backend:
         opts = self.options
         budget = opts.max_queue_size + opts.workers
+        if opts.mode == "ray":  # issue 17: imported only when asked for (Ray is big)
+            from stoker._engine.ray import RayBackend
+
+            return RayBackend(self._fetcher, opts, budget, self.id, self.stats.backend)
         if opts.use_multiprocessing:
             try:
                 from stoker._engine.processes import ProcessBackend

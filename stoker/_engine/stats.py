@@ -46,6 +46,8 @@ class LoaderStats:
         self.active_s = 0.0  # time spent inside iteration, summed over epochs
         self.time_to_first_batch_s: float | None = None
         self._epoch_start: float | None = None
+        # issue 17: counters a backend keeps (Ray: retries, nodes), in summary().
+        self.backend: dict[str, Any] = {}
 
     def epoch_started(self) -> None:
         self._epoch_start = time.perf_counter()
@@ -97,6 +99,8 @@ class LoaderStats:
             "wait_fraction": total_wait / elapsed if elapsed > 0 else 0.0,
             "time_to_first_batch_s": self.time_to_first_batch_s,
         }
+        if self.backend:  # issue 17
+            out["backend"] = dict(self.backend)
         if n:
             wait = np.asarray(self.wait_s)
             produce = np.asarray(self.produce_s)

@@ -24,7 +24,7 @@ def test_import_needs_only_numpy():
     code = (
         "import sys, stoker; "
         "heavy = {'click', 'rich', 'psutil', 'keras', 'torch', 'jax', 'matplotlib', "
-        "'sqlalchemy', 'PIL', 'sklearn'} & set(sys.modules); "
+        "'sqlalchemy', 'PIL', 'sklearn', 'ray'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
     out = subprocess.run(

@@ -1,0 +1,424 @@
+"""Ray workers: the backend for sources that need more CPUs than one machine has.
+
+The loader's workers are Ray actors (``_ray_actor.py``), started at the first epoch
+on whichever nodes Ray places them (``RayOptions.placement``) and kept until
+``close()``. The source crosses once: the consumer puts the fetcher into the object
+store and every actor is built from that one object.
+
+* Bound: a task is submitted only with a token; there are ``max_queue_size +
+  workers`` tokens and the consumer returns one per batch it takes, so at most that
+  many object refs are in flight, finished or waiting in the reorder buffer. Each
+  task goes to the actor with the fewest tasks queued; an actor runs its tasks in
+  the order they were sent.
+* Memory: a batch's arrays live in Ray's object store; on the consumer's node
+  ``ray.get`` maps them without a copy (read-only arrays), and the store frees them
+  when the consumer drops the batch.
+* Failures: a user exception comes back inside the reply and is rebuilt with its
+  type and traceback (``tracebacks.py``). An actor or node that dies makes its refs
+  fail at once (actors have ``max_restarts=0`` and ``max_task_retries=0``, so Ray
+  never retries behind our back); that raises ``WorkerCrashed`` naming the node and
+  the batch, or, with ``RayOptions.retry``, starts a new actor and computes the
+  batch once more. An actor that cannot be placed within ``start_timeout_s`` raises
+  ``WorkerError`` naming the missing resources: never a hang.
+* Source state: before every epoch after the first, changed attributes of the
+  source are sent to every actor (``resync.py``), ahead of the epoch's tasks.
+* Lifecycle: ``close()`` kills the actors. The actors belong to this driver's Ray
+  job, so a driver that dies takes them with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from typing import Any, NamedTuple
+
+from stoker._engine import tracebacks
+from stoker._engine._ray_actor import RayReply, RayTask, RayWorker, WorkerInfo
+from stoker._engine._ray_connect import connect, cpus_per_worker, demand, load_ray
+from stoker._engine.fetch import Fetcher
+from stoker._engine.pickling import describe
+from stoker._engine.plan import Key
+from stoker._engine.resync import SourceSync
+from stoker._engine.run import EpochRun, Result, Task
+from stoker._engine.threads import add_note
+from stoker._errors import (
+    LoaderClosed,
+    SerializationError,
+    WorkerCrashed,
+    WorkerError,
+)
+from stoker._options import LoaderOptions, RayOptions
+
+
+class _Worker:
+    """One worker position: its current actor and what is known about it."""
+
+    def __init__(self, index: int, handle: Any, info_ref: Any) -> None:
+        self.index = index
+        self.handle = handle
+        self.info_ref = info_ref
+        self.info: WorkerInfo | None = None
+        self.started = time.monotonic()
+        self.load = 0  # tasks sent and not yet seen finished
+        self.dead = False
+
+    def where(self) -> str:
+        return "node unknown" if self.info is None else self.info.describe()
+
+
+class _Flight(NamedTuple):
+    """A task in flight: what to report or resubmit if its actor dies."""
+
+    pos: int
+    key: Key
+    worker: _Worker
+    attempt: int
+
+
+class RayEpochRun:
+    """One epoch on the backend's actors (see the module docstring for the bound)."""
+
+    def __init__(
+        self, backend: RayBackend, epoch: int, tasks: list[Task], budget: int
+    ) -> None:
+        self._backend = backend
+        self._ray = backend.ray
+        self.epoch = epoch
+        self._todo: deque[Task] = deque(tasks)
+        self._tokens = budget
+        self._flight: dict[Any, _Flight] = {}  # ObjectRef -> task
+        self._done: deque[Result] = deque()
+        self._failure: BaseException | None = None
+        self._stopped = False
+        self._pump()
+
+    def _pump(self) -> None:
+        while self._todo and self._tokens > 0 and not self._stopped:
+            if self._failure is not None:
+                return
+            pos, key = self._todo.popleft()
+            self._tokens -= 1
+            self._submit(pos, key, 0)
+
+    def _submit(self, pos: int, key: Key, attempt: int) -> None:
+        worker = self._backend.least_loaded()
+        ref = worker.handle.fetch.remote(RayTask(self.epoch, pos, key))
+        worker.load += 1
+        self._flight[ref] = _Flight(pos, key, worker, attempt)
+
+    def _collect(self, ready: list[Any]) -> None:
+        ray = self._ray
+        flights = [self._flight.pop(ref) for ref in ready]
+        for f in flights:
+            f.worker.load -= 1
+        try:
+            replies = ray.get(ready)
+        except ray.exceptions.RayError:
+            replies = None  # one of them failed: take them one by one
+        for i, f in enumerate(flights):
+            if replies is not None:
+                self._on_reply(f, replies[i])
+                continue
+            try:
+                reply = ray.get(ready[i])
+            except ray.exceptions.RayTaskError as exc:
+                self._on_unsendable(f, exc)
+            except ray.exceptions.RayError as exc:
+                self._on_lost(f, exc)
+            else:
+                self._on_reply(f, reply)
+
+    def _index(self, f: _Flight) -> int:
+        return f.key if isinstance(f.key, int) else f.pos
+
+    def _on_reply(self, f: _Flight, reply: RayReply) -> None:
+        w = f.worker.index
+        index = self._index(f)
+        if reply.error is None:
+            self._done.append(
+                Result(
+                    f.pos,
+                    reply.batch,
+                    reply.produce_s,
+                    reply.cpu_s,
+                    reply.nbytes,
+                    None,
+                    w,
+                    index,
+                )
+            )
+            return
+        raised = tracebacks.unpack(reply.error)
+        add_note(
+            raised, f.key, f.pos, self.epoch, f"ray worker {w}, {f.worker.where()}"
+        )
+        self._done.append(
+            Result(f.pos, None, reply.produce_s, reply.cpu_s, 0, raised, w, index)
+        )
+
+    def _on_unsendable(self, f: _Flight, exc: Exception) -> None:
+        # fetch() returns user exceptions, so a RayTaskError means Ray could not
+        # serialize the reply: the batch itself does not pickle.
+        error = SerializationError(
+            f"batch {f.pos} of epoch {self.epoch} (source index {self._index(f)}) "
+            f"cannot cross from ray worker {f.worker.index} to the consumer: "
+            f"{str(exc).strip().splitlines()[-1]}. Return numpy arrays, numbers, "
+            "strings, and tuples, lists or dicts of them."
+        )
+        error.__cause__ = exc
+        self._done.append(
+            Result(f.pos, None, 0.0, 0.0, 0, error, f.worker.index, self._index(f))
+        )
+
+    def _on_lost(self, f: _Flight, exc: Exception) -> None:
+        backend = self._backend
+        backend.mark_dead(f.worker)
+        if backend.options.retry and f.attempt == 0 and not self._stopped:
+            backend.replace(f.worker)
+            backend.stats["ray_retries"] += 1
+            self._submit(f.pos, f.key, 1)
+            return
+        if self._failure is None:
+            self._failure = backend.crashed(f.worker, f.pos, self._index(f), self, exc)
+
+    # -- EpochRun -----------------------------------------------------------------
+    def get(self, timeout_s: float) -> Result | None:
+        if self._done:
+            return self._done.popleft()
+        if self._failure is not None or self._backend.closed or not self._flight:
+            return None
+        ray = self._ray
+        refs = list(self._flight)
+        ready, rest = ray.wait(refs, num_returns=1, timeout=timeout_s)
+        if ready and rest:  # take every other finished batch in the same round trip
+            more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
+            ready += more
+        if ready:
+            self._collect(ready)
+            self._pump()
+        return self._done.popleft() if self._done else None
+
+    def release(self) -> None:
+        self._tokens += 1
+        self._pump()
+
+    def check(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._backend.closed:
+            raise LoaderClosed("the loader was closed while an epoch was running")
+        self._backend.check_started()
+
+    def waiting(self) -> int:
+        return len(self._done)
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self._todo.clear()
+        self._done.clear()
+        if self._backend.closed:
+            return
+        for ref in self._flight:  # queued tasks are dropped; a running one finishes
+            with contextlib.suppress(Exception):  # finished, or its actor is gone
+                self._ray.cancel(ref)
+
+    def join(self, timeout_s: float) -> bool:
+        ray = self._ray
+        deadline = time.monotonic() + timeout_s
+        while self._flight and not self._backend.closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            refs = list(self._flight)
+            ready, _ = ray.wait(
+                refs, num_returns=len(refs), timeout=remaining, fetch_local=False
+            )
+            for ref in ready:
+                self._flight.pop(ref).worker.load -= 1
+        if self._backend.closed:
+            self._flight.clear()
+        return not self._flight
+
+
+class RayBackend:
+    """Keeps ``workers`` Ray actors for the loader's life (replacing dead ones)."""
+
+    def __init__(
+        self,
+        fetcher: Fetcher,
+        opts: LoaderOptions,
+        budget: int,
+        name: str,
+        stats: dict[str, Any],
+    ) -> None:
+        self.ray = load_ray()
+        self.options = opts.ray or RayOptions()
+        self._fetcher = fetcher
+        self._workers = opts.workers
+        self._budget = budget
+        self._name = name
+        reseed = opts.reseed_globals
+        self._reseed = opts.seed is not None if reseed is None else reseed
+        self._actor_cls: Any = None
+        self._fetcher_ref: Any = None
+        self._sync: SourceSync | None = None
+        self._pool: list[_Worker] = []
+        self._cpus = 1.0
+        self.closed = False
+        self.stats = stats  # shown in loader.stats.summary()["backend"]
+        stats.update(ray_workers=opts.workers, ray_retries=0, ray_restarts=0)
+
+    # -- workers ------------------------------------------------------------------
+    def _start(self) -> None:
+        ray = self.ray
+        connect(ray, self.options)
+        self._cpus = cpus_per_worker(ray, self.options, self._workers)
+        self.stats["ray_cpus_per_worker"] = self._cpus
+        self._actor_cls = ray.remote(RayWorker)
+        self._put_fetcher()
+        self._pool = [self._new_worker(w) for w in range(self._workers)]
+
+    def _put_fetcher(self) -> None:
+        fetcher = self._fetcher
+        try:
+            self._fetcher_ref = self.ray.put(fetcher)
+        except Exception as exc:
+            raise SerializationError(
+                f"{describe(fetcher.source, 'source')}: the source is serialized once "
+                "to reach the Ray workers. Make that attribute picklable (open files, "
+                "connections and locks lazily inside __getitem__, or define "
+                "__getstate__), or use threads."
+            ) from exc
+        self._sync = SourceSync(fetcher.source)
+
+    def _new_worker(self, w: int) -> _Worker:
+        opts = self.options
+        handle = self._actor_cls.options(
+            num_cpus=self._cpus,
+            resources=dict(opts.resources),
+            scheduling_strategy="SPREAD" if opts.placement == "spread" else "DEFAULT",
+            max_restarts=0,
+            max_task_retries=0,
+            name=None,
+        ).remote(self._fetcher_ref, self._reseed)
+        return _Worker(w, handle, handle.info.remote())
+
+    def least_loaded(self) -> _Worker:
+        """The live worker with the fewest tasks queued."""
+        live = [w for w in self._pool if not w.dead]
+        return min(live or self._pool, key=lambda w: w.load)
+
+    def mark_dead(self, worker: _Worker) -> None:
+        worker.dead = True
+
+    def replace(self, worker: _Worker) -> None:
+        """A new actor in ``worker``'s place (once per dead actor)."""
+        if self._pool[worker.index] is not worker:
+            return  # already replaced
+        with contextlib.suppress(Exception):  # it is dead already
+            self.ray.kill(worker.handle, no_restart=True)
+        if self._fetcher_ref is None:
+            self._put_fetcher()  # the source changed since the first put
+        self._pool[worker.index] = self._new_worker(worker.index)
+        self.stats["ray_restarts"] += 1
+
+    def _learn(self, worker: _Worker) -> bool:
+        """Fetch where ``worker`` runs once its actor is up; True when known."""
+        if worker.info is not None:
+            return True
+        ray = self.ray
+        ready, _ = ray.wait([worker.info_ref], timeout=0)
+        if not ready:
+            return False
+        try:
+            worker.info = ray.get(worker.info_ref)
+        except ray.exceptions.RayError:
+            worker.dead = True
+            return True  # its tasks report the death
+        nodes = {w.info.node_id for w in self._pool if w.info is not None}
+        self.stats["ray_nodes"] = len(nodes)
+        return True
+
+    def check_started(self) -> None:
+        """Raise ``WorkerError`` for an actor not placed within ``start_timeout_s``."""
+        limit = self.options.start_timeout_s
+        now = time.monotonic()
+        for worker in self._pool:
+            if self._learn(worker) or now - worker.started < limit:
+                continue
+            ray = self.ray
+            raise WorkerError(
+                f"ray worker {worker.index} was not started within "
+                f"start_timeout_s={limit:g} s. Each worker asks Ray for "
+                f"{demand(self.options, self._cpus)}; the cluster has "
+                f"{_resources(ray.available_resources())} free of "
+                f"{_resources(ray.cluster_resources())}. Lower workers or "
+                "RayOptions(num_cpus=...), add nodes with those resources, or raise "
+                "RayOptions(start_timeout_s=...) if nodes are still starting."
+            )
+
+    def crashed(
+        self, worker: _Worker, pos: int, index: int, run: RayEpochRun, exc: Exception
+    ) -> WorkerCrashed:
+        """The error for an actor (or its node) that died while computing ``pos``."""
+        self._learn(worker)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        retry = (
+            " (it had already been retried once)"
+            if self.options.retry
+            else "; RayOptions(retry=True) would start a new actor and compute the "
+            "batch again"
+        )
+        error = WorkerCrashed(
+            f"ray worker {worker.index} ({worker.where()}) died while computing batch "
+            f"{pos} (source index {index}) of epoch {run.epoch}{retry}. Ray said: "
+            f"{reason} The epoch stops here; the next one starts a new actor.",
+            worker=worker.index,
+            index=index,
+        )
+        error.__cause__ = exc
+        return error
+
+    # -- Backend ------------------------------------------------------------------
+    def start_epoch(self, epoch: int, tasks: list[Task]) -> EpochRun:
+        if self.closed:
+            raise LoaderClosed(f"{self._name}: the Ray backend is closed")
+        if not self._pool:
+            self._start()
+        else:
+            self._update()
+            for worker in list(self._pool):
+                if worker.dead:
+                    self.replace(worker)
+        return RayEpochRun(self, epoch, tasks, self._budget)
+
+    def _update(self) -> None:
+        assert self._sync is not None
+        payload = self._sync.changes(self._fetcher.source)
+        if payload is None:
+            return
+        for worker in self._pool:
+            if not worker.dead:
+                worker.handle.update.remote(payload)
+        self._fetcher_ref = None  # a new actor needs the source as it is now
+
+    def close(self, timeout_s: float) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        ray = self.ray
+        if ray.is_initialized():  # at exit, Ray may have shut down first
+            for worker in self._pool:
+                with contextlib.suppress(Exception):  # dead already
+                    ray.kill(worker.handle, no_restart=True)
+        self._pool = []
+        self._fetcher_ref = None
+
+
+def _resources(res: dict[str, float]) -> str:
+    keep = {k: v for k, v in res.items() if not k.startswith(("node:", "memory"))}
+    keep.pop("object_store_memory", None)
+    return "{" + ", ".join(f"{k}: {v:g}" for k, v in sorted(keep.items())) + "}"
