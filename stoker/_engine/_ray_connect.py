@@ -88,6 +88,38 @@ def cpus_per_worker(ray: Any, opts: RayOptions, workers: int) -> float:
     return max(int(total / workers * 10_000) / 10_000, 0.0001)
 
 
+def strategy(opts: RayOptions) -> str:
+    """Ray's scheduling strategy for ``RayOptions.placement``."""
+    return "SPREAD" if opts.placement == "spread" else "DEFAULT"
+
+
+def elsewhere(
+    ray: Any, opts: RayOptions, cpus: float, avoid: str, busy: dict[str, int]
+) -> Any:
+    """A strategy that keeps a replacement actor off node ``avoid``.
+
+    A node that was just lost can still look alive to Ray for seconds (until its
+    heartbeats are missed), so a replacement placed by Ray alone may land on it and
+    die again. This picks the live node with the needed resources that holds the
+    fewest of the loader's workers (``busy``: node id -> workers), as a soft
+    preference: when it is full, Ray places the actor anywhere.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    need = {"CPU": cpus, **opts.resources}
+    nodes = [
+        n["NodeID"]
+        for n in ray.nodes()
+        if n.get("Alive")
+        and n["NodeID"] != avoid
+        and all(n.get("Resources", {}).get(k, 0.0) >= v for k, v in need.items())
+    ]
+    if not nodes:
+        return strategy(opts)
+    target = min(nodes, key=lambda node: busy.get(node, 0))
+    return NodeAffinitySchedulingStrategy(node_id=target, soft=True)
+
+
 def demand(opts: RayOptions, cpus: float) -> str:
     """What one worker asks the cluster for, in words (for placement errors)."""
     parts = [f"num_cpus={cpus:g}"]

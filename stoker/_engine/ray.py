@@ -33,7 +33,14 @@ import time
 from typing import Any
 
 from stoker._engine._ray_actor import RayWorker
-from stoker._engine._ray_connect import connect, cpus_per_worker, demand, load_ray
+from stoker._engine._ray_connect import (
+    connect,
+    cpus_per_worker,
+    demand,
+    elsewhere,
+    load_ray,
+    strategy,
+)
 from stoker._engine._ray_run import RayEpochRun, Worker
 from stoker._engine.fetch import Fetcher
 from stoker._engine.pickling import describe
@@ -99,12 +106,19 @@ class RayBackend:
             ) from exc
         self._sync = SourceSync(fetcher.source)
 
-    def _new_worker(self, w: int) -> Worker:
+    def _new_worker(self, w: int, avoid: str | None = None) -> Worker:
         opts = self.options
+        where = strategy(opts)
+        if avoid is not None:  # a replacement: not on the node that was just lost
+            busy: dict[str, int] = {}
+            for other in self._pool:
+                if other.info is not None and not other.dead:
+                    busy[other.info.node_id] = busy.get(other.info.node_id, 0) + 1
+            where = elsewhere(self.ray, opts, self._cpus, avoid, busy)
         handle = self._actor_cls.options(
             num_cpus=self._cpus,
             resources=dict(opts.resources),
-            scheduling_strategy="SPREAD" if opts.placement == "spread" else "DEFAULT",
+            scheduling_strategy=where,
             max_restarts=0,
             max_task_retries=0,
             name=None,
@@ -127,7 +141,8 @@ class RayBackend:
             self.ray.kill(worker.handle, no_restart=True)
         if self._fetcher_ref is None:
             self._put_fetcher()  # the source changed since the first put
-        self._pool[worker.index] = self._new_worker(worker.index)
+        avoid = worker.info.node_id if worker.info is not None else None
+        self._pool[worker.index] = self._new_worker(worker.index, avoid)
         self.stats["ray_restarts"] += 1
 
     def learn(self, worker: Worker) -> bool:
