@@ -92,3 +92,21 @@ class Big:
 
     def __getitem__(self, i: int):
         return np.full(self.size, i % 251, np.uint8)
+
+
+class Logged:
+    """Batch ``i`` after ``sleep`` seconds; each call appends ``i`` to ``log``."""
+
+    def __init__(self, log: str, n: int = 40, sleep: float = 0.05):
+        self.log = log
+        self.n = n
+        self.sleep = sleep
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        with open(self.log, "a") as f:
+            f.write(f"{i}\n")
+        time.sleep(self.sleep)
+        return np.array([i])

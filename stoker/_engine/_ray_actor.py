@@ -31,6 +31,7 @@ from stoker._engine.plan import Key
 class RayTask(NamedTuple):
     """One batch to compute: sent to an actor with ``fetch``."""
 
+    run: int  # the epoch run that asked for it (``skip_runs_below``)
     epoch: int
     pos: int
     key: Key
@@ -46,6 +47,7 @@ class RayReply(NamedTuple):
         cpu_s: CPU seconds of the actor's thread in ``source[i]``.
         nbytes: bytes of array data in the batch.
         error: ``tracebacks.pack`` of the exception ``source[i]`` raised, or None.
+        skipped: the task's run was stopped before it started: nothing computed.
     """
 
     pos: int
@@ -54,6 +56,7 @@ class RayReply(NamedTuple):
     cpu_s: float
     nbytes: int
     error: tuple[str, bytes, str, str] | None
+    skipped: bool = False
 
 
 class WorkerInfo(NamedTuple):
@@ -71,9 +74,15 @@ class WorkerInfo(NamedTuple):
 class RayWorker:
     """A loader's worker on Ray (see the module docstring)."""
 
+    # The concurrency group of ``skip_runs_below``: its own thread, so that it takes
+    # effect while ``fetch`` calls wait in the actor's queue (they run one at a time,
+    # in the order sent, in the default group).
+    CONTROL = "control"
+
     def __init__(self, fetcher: Fetcher, reseed_globals: bool) -> None:
         self._fetcher = fetcher
         fetcher.reseed_globals = reseed_globals
+        self._skip_below = 0  # runs below this were stopped by the consumer
 
     def info(self) -> WorkerInfo:
         """The node and process this actor runs on."""
@@ -88,6 +97,8 @@ class RayWorker:
 
     def fetch(self, task: RayTask) -> RayReply:
         """Compute one batch; a user exception is returned, not raised."""
+        if task.run < self._skip_below:
+            return RayReply(task.pos, None, 0.0, math.nan, 0, None, skipped=True)
         clock = time.perf_counter
         t0 = clock()
         c0 = time.thread_time()
@@ -99,6 +110,15 @@ class RayWorker:
             )
         cpu = time.thread_time() - c0
         return RayReply(task.pos, batch, clock() - t0, cpu, nbytes(batch), None)
+
+    def skip_runs_below(self, run: int) -> None:
+        """Tasks of runs below ``run`` still queued here return at once, unrun.
+
+        Why not ``ray.cancel``: cancelling a queued call of an actor that runs its
+        calls in order leaves a gap in its sequence numbers, and the actor then waits
+        30 s for the missing call before it runs anything else.
+        """
+        self._skip_below = max(self._skip_below, run)
 
     def update(self, payload: bytes) -> None:
         """Apply the source's changed attributes (``resync.py``) before the next

@@ -1,8 +1,9 @@
 """Finding the Ray cluster a loader's workers run on, and sizing the workers.
 
 Rule: a loader joins the cluster this process is already connected to; else the one
-``RayOptions.address`` names; else ``RAY_ADDRESS``; else it starts a local Ray
-instance with this machine's CPUs, once per process, and says so once through the
+``RayOptions.address`` names (``"auto"`` finds one started with ``ray start`` on this
+machine); else ``RAY_ADDRESS``; else it starts a new local Ray instance with this
+machine's CPUs, once per process, and says so once through the
 ``stoker`` logger. A local instance is kept until the process exits (Ray shuts it
 down then), because starting one costs seconds and a training script typically
 builds several loaders (train, validation). Ray's processes are tied to this
@@ -67,7 +68,9 @@ def connect(ray: Any, opts: RayOptions) -> None:
             return
         cpus = os.cpu_count() or 1
         t0 = time.perf_counter()
-        ray.init(num_cpus=cpus, include_dashboard=False, **common)
+        # address="local": a new instance of our own, not whatever `ray start`
+        # left running on this machine (what a bare ray.init() would join).
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, **common)
         _log.warning(
             "stoker: started a local Ray instance with %d CPUs in %.1f s (kept until "
             "this process exits); to use a cluster, pass "

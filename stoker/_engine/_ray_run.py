@@ -15,7 +15,6 @@ or its node is gone (any other ``RayError``). Only the second is a crash.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -60,22 +59,24 @@ class RayEpochRun:
     """One epoch on the backend's actors (see the module docstring for the bound)."""
 
     def __init__(
-        self, backend: RayBackend, epoch: int, tasks: list[Task], budget: int
+        self, backend: RayBackend, run: int, epoch: int, tasks: list[Task], budget: int
     ) -> None:
         self._backend = backend
+        self.run = run
         self._ray = backend.ray
         self.epoch = epoch
         self._todo: deque[Task] = deque(tasks)
         self._tokens = budget
         self._flight: dict[Any, _Flight] = {}  # ObjectRef -> task
         self._done: deque[Result] = deque()
-        self._failure: BaseException | None = None
+        self._crashed = False  # an actor died: start no new task
+        self._collecting: list[_Flight] = []
         self._stopped = False
         self._pump()
 
     def _pump(self) -> None:
         while self._todo and self._tokens > 0 and not self._stopped:
-            if self._failure is not None:
+            if self._crashed:
                 return
             pos, key = self._todo.popleft()
             self._tokens -= 1
@@ -83,7 +84,7 @@ class RayEpochRun:
 
     def _submit(self, pos: int, key: Key, attempt: int) -> None:
         worker = self._backend.least_loaded()
-        ref = worker.handle.fetch.remote(RayTask(self.epoch, pos, key))
+        ref = worker.handle.fetch.remote(RayTask(self.run, self.epoch, pos, key))
         worker.load += 1
         self._flight[ref] = _Flight(pos, key, worker, attempt)
 
@@ -97,18 +98,30 @@ class RayEpochRun:
             replies = ray.get(ready)
         except ray.exceptions.RayError:
             replies = None  # one of them failed: take them one by one
-        for i, f in enumerate(flights):
-            if replies is not None:
-                self._on_reply(f, replies[i])
-                continue
-            try:
-                reply = ray.get(ready[i])
-            except ray.exceptions.RayTaskError as exc:
-                self._on_unsendable(f, exc)
-            except ray.exceptions.RayError as exc:
-                self._on_lost(f, exc)
-            else:
+        if replies is not None:
+            for f, reply in zip(flights, replies, strict=True):
                 self._on_reply(f, reply)
+            return
+        outcomes: list[tuple[_Flight, Any, Exception | None]] = []
+        for f, ref in zip(flights, ready, strict=True):
+            try:
+                outcomes.append((f, ray.get(ref), None))
+            except ray.exceptions.RayError as error:
+                outcomes.append((f, None, error))
+        # For _on_lost: the dead actor's other batches lost in this same round.
+        self._collecting = [
+            f
+            for f, _, exc in outcomes
+            if exc is not None and not isinstance(exc, ray.exceptions.RayTaskError)
+        ]
+        for f, reply, exc in outcomes:
+            if exc is None:
+                self._on_reply(f, reply)
+            elif isinstance(exc, ray.exceptions.RayTaskError):
+                self._on_unsendable(f, exc)
+            else:
+                self._on_lost(f, exc)
+        self._collecting = []
 
     def _index(self, f: _Flight) -> int:
         return f.key if isinstance(f.key, int) else f.pos
@@ -116,6 +129,8 @@ class RayEpochRun:
     def _on_reply(self, f: _Flight, reply: RayReply) -> None:
         w = f.worker.index
         index = self._index(f)
+        if reply.skipped:
+            return
         if reply.error is None:
             self._done.append(
                 Result(
@@ -161,14 +176,22 @@ class RayEpochRun:
             backend.stats["ray_retries"] += 1
             self._submit(f.pos, f.key, 1)
             return
-        if self._failure is None:
-            self._failure = backend.crashed(f.worker, f.pos, self._index(f), self, exc)
+        # Delivered in order like a raised exception: batches before it that other
+        # actors still compute arrive first. No new task starts after a crash.
+        self._crashed = True
+        others = [*self._flight.values(), *self._collecting]
+        lost = {(o.pos, self._index(o)) for o in others if o.worker is f.worker}
+        lost.add((f.pos, self._index(f)))
+        error = backend.crashed(f.worker, sorted(lost), self, exc)
+        self._done.append(
+            Result(f.pos, None, 0.0, 0.0, 0, error, f.worker.index, self._index(f))
+        )
 
     # -- EpochRun -----------------------------------------------------------------
     def get(self, timeout_s: float) -> Result | None:
         if self._done:
             return self._done.popleft()
-        if self._failure is not None or self._backend.closed or not self._flight:
+        if self._backend.closed or not self._flight:
             return None
         ray = self._ray
         refs = list(self._flight)
@@ -186,8 +209,6 @@ class RayEpochRun:
         self._pump()
 
     def check(self) -> None:
-        if self._failure is not None:
-            raise self._failure
         if self._backend.closed:
             raise LoaderClosed("the loader was closed while an epoch was running")
         self._backend.check_started()
@@ -203,9 +224,9 @@ class RayEpochRun:
         self._done.clear()
         if self._backend.closed:
             return
-        for ref in self._flight:  # queued tasks are dropped; a running one finishes
-            with contextlib.suppress(Exception):  # finished, or its actor is gone
-                self._ray.cancel(ref)
+        # Queued tasks return at once; a running one finishes (it cannot be stopped
+        # from outside without killing the actor).
+        self._backend.skip_runs_below(self.run + 1)
 
     def join(self, timeout_s: float) -> bool:
         ray = self._ray

@@ -29,6 +29,7 @@ store and every actor is built from that one object.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from typing import Any
 
@@ -79,6 +80,7 @@ class RayBackend:
         self._sync: SourceSync | None = None
         self._pool: list[Worker] = []
         self._cpus = 1.0
+        self._runs = itertools.count(1)
         self.closed = False
         self.stats = stats  # shown in loader.stats.summary()["backend"]
         stats.update(ray_workers=opts.workers, ray_retries=0, ray_restarts=0)
@@ -89,7 +91,10 @@ class RayBackend:
         connect(ray, self.options)
         self._cpus = cpus_per_worker(ray, self.options, self._workers)
         self.stats["ray_cpus_per_worker"] = self._cpus
-        self._actor_cls = ray.remote(RayWorker)
+        # Concurrency groups can only be given here, not in .options().
+        self._actor_cls = ray.remote(concurrency_groups={RayWorker.CONTROL: 1})(
+            RayWorker
+        )
         self._put_fetcher()
         self._pool = [self._new_worker(w) for w in range(self._workers)]
 
@@ -129,6 +134,15 @@ class RayBackend:
         """The live worker with the fewest tasks queued."""
         live = [w for w in self._pool if not w.dead]
         return min(live or self._pool, key=lambda w: w.load)
+
+    def skip_runs_below(self, run: int) -> None:
+        """Tell every live actor to skip what is queued for runs below ``run``."""
+        for worker in self._pool:
+            if not worker.dead:
+                call = worker.handle.skip_runs_below.options(
+                    concurrency_group=RayWorker.CONTROL
+                )
+                call.remote(run)
 
     def mark_dead(self, worker: Worker) -> None:
         worker.dead = True
@@ -181,23 +195,35 @@ class RayBackend:
             )
 
     def crashed(
-        self, worker: Worker, pos: int, index: int, run: RayEpochRun, exc: Exception
+        self,
+        worker: Worker,
+        lost: list[tuple[int, int]],
+        run: RayEpochRun,
+        exc: Exception,
     ) -> WorkerCrashed:
-        """The error for an actor (or its node) that died while computing ``pos``."""
+        """The error for an actor (or its node) that died with ``lost`` in flight.
+
+        ``lost`` holds ``(position, source index)`` of every batch the actor had not
+        returned, first one first: Ray does not say which of them was running (a
+        result finished just before the death can be lost too), so all are named.
+        """
         self.learn(worker)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         retry = (
             " (it had already been retried once)"
             if self.options.retry
             else "; RayOptions(retry=True) would start a new actor and compute the "
-            "batch again"
+            "batches again"
         )
+        shown = ", ".join(f"{pos} (source index {index})" for pos, index in lost[:8])
+        more = f" and {len(lost) - 8} more" if len(lost) > 8 else ""
+        plural = "es" if len(lost) > 1 else ""
         error = WorkerCrashed(
-            f"ray worker {worker.index} ({worker.where()}) died while computing batch "
-            f"{pos} (source index {index}) of epoch {run.epoch}{retry}. Ray said: "
+            f"ray worker {worker.index} ({worker.where()}) died before returning "
+            f"batch{plural} {shown}{more} of epoch {run.epoch}{retry}. Ray said: "
             f"{reason} The epoch stops here; the next one starts a new actor.",
             worker=worker.index,
-            index=index,
+            index=lost[0][1],
         )
         error.__cause__ = exc
         return error
@@ -213,7 +239,7 @@ class RayBackend:
             for worker in list(self._pool):
                 if worker.dead:
                     self.replace(worker)
-        return RayEpochRun(self, epoch, tasks, self._budget)
+        return RayEpochRun(self, next(self._runs), epoch, tasks, self._budget)
 
     def _update(self) -> None:
         assert self._sync is not None

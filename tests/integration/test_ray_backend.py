@@ -136,6 +136,19 @@ def test_batches_are_zero_copy_views_and_stats_name_the_nodes(ray_on):
     assert summary["backend"]["ray_nodes"] == 1
 
 
+def test_break_skips_the_batches_queued_for_the_stopped_epoch(ray_on, tmp_path):
+    log = tmp_path / "calls"
+    src = sources_ray.Logged(str(log), n=40, sleep=0.05)
+    with ray_loader(src, workers=2, max_queue_size=10) as loader:
+        for k, _ in enumerate(loader):
+            if k == 1:
+                break  # 12 tasks were sent (max_queue_size + workers)
+        assert [int(b[0]) for b in loader] == list(range(40))
+    calls = len(log.read_text().split())
+    # The 2 delivered, at most two more per actor that had started, then epoch 2.
+    assert calls <= 2 + 2 * 2 + 40, f"{calls} calls: queued batches were computed"
+
+
 # -- failures -------------------------------------------------------------------------
 def test_source_exception_names_batch_and_node(ray_on):
     with ray_loader(sources.FailsAt(bad=(4,), n=8), workers=2) as loader:
@@ -153,16 +166,18 @@ def test_actor_that_dies_raises_worker_crashed_then_next_epoch_recovers(ray_on):
             list(loader)
         assert time.monotonic() - t0 < 10
         message = str(info.value)
-        assert "batch 3 (source index 3) of epoch 0" in message
+        # Every batch the dead actor had not returned is named (Ray does not say
+        # which one was running): 3, and those queued or finished-but-lost with it.
+        assert "3 (source index 3)" in message and "of epoch 0" in message
         assert "node " in message and "retry=True" in message
-        assert info.value.index == 3
+        assert info.value.index is not None and info.value.index <= 3
         # The source still dies at 3: the next epoch starts a new actor, runs until
-        # it dies again, and says so again; batches before it arrive.
+        # it dies again, and says so again; batches before it arrive in order.
         got = []
         with pytest.raises(stoker.WorkerCrashed):
             for b in loader:
                 got.append(int(b[0]))
-        assert got == [0, 1, 2]
+        assert got == list(range(len(got))) and len(got) <= 3
         assert loader.stats.summary()["backend"]["ray_restarts"] >= 1
 
 

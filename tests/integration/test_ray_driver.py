@@ -58,13 +58,24 @@ class Driver:
         return json.loads(box[0])
 
     def end(self, sig: int) -> int:
+        """Send ``sig``; the exit code once the script is gone."""
         self.proc.send_signal(sig)
         code = self.proc.wait(_GONE_TIMEOUT_S)
+        self._reader.join(5)
+        return code
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Whatever failed, the script is ended (by its pid) and its pipes closed.
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(_GONE_TIMEOUT_S)
         self._reader.join(5)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self.proc.stdout.close()
         self.proc.stderr.close()
-        return code
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -92,14 +103,14 @@ RAY_AGENTS = ("ray::DashboardAgent", "ray::RuntimeEnvAgent")
 _AGENTS_GONE_S = 90.0
 
 
-def _kill_local_driver() -> tuple[Driver, list[int]]:
-    driver = Driver(loaders=2, env=child_env())
-    info = driver.ready()
-    assert info["pids"], "a local Ray instance starts processes"
-    assert driver.end(signal.SIGKILL) == -signal.SIGKILL
+def _kill_local_driver() -> list[int]:
+    with Driver(loaders=2, env=child_env()) as driver:
+        info = driver.ready()
+        assert info["pids"], "a local Ray instance starts processes"
+        assert driver.end(signal.SIGKILL) == -signal.SIGKILL
     said = [line for line in driver.stderr if "started a local Ray instance" in line]
     assert len(said) == 1, driver.stderr  # three loaders, one instance, said once
-    return driver, info["pids"]
+    return info["pids"]
 
 
 def _left(pids: list[int], within_s: float, ignore: tuple[str, ...]) -> list[str]:
@@ -118,7 +129,7 @@ def _left(pids: list[int], within_s: float, ignore: tuple[str, ...]) -> list[str
 
 @pytest.mark.timeout(180)
 def test_local_ray_starts_once_says_so_and_dies_with_a_killed_driver():
-    _, pids = _kill_local_driver()
+    pids = _kill_local_driver()
     left = _left(pids, _GONE_TIMEOUT_S, ignore=RAY_AGENTS)
     assert not left, f"still running after the driver was killed: {left}"
     # Ray's agents exit on their own a minute later (the slow test below waits for
@@ -131,7 +142,7 @@ def test_local_ray_starts_once_says_so_and_dies_with_a_killed_driver():
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_ray_agents_of_a_killed_local_driver_exit_within_90_s():
-    _, pids = _kill_local_driver()
+    pids = _kill_local_driver()
     assert not _left(pids, _AGENTS_GONE_S, ignore=()), "Ray agents still running"
 
 
@@ -143,11 +154,11 @@ def test_a_driver_on_a_cluster_takes_its_actors_when_it_ends(ray_cluster, sig):
     from tests.ray_cluster import live_actors, wait_no_actors
 
     before = set(live_actors())
-    driver = Driver(loaders=0, env=child_env(RAY_ADDRESS=ray_cluster.address))
-    info = driver.ready()
-    assert len(set(live_actors()) - before) == 2  # the long loader's two workers
-    assert not any("started a local Ray" in line for line in driver.stderr)
-    code = driver.end(sig)
+    with Driver(loaders=0, env=child_env(RAY_ADDRESS=ray_cluster.address)) as driver:
+        info = driver.ready()
+        assert len(set(live_actors()) - before) == 2  # the long loader's two workers
+        assert not any("started a local Ray" in line for line in driver.stderr)
+        code = driver.end(sig)
     assert code != 0
     if sig == signal.SIGINT:
         assert "KeyboardInterrupt" in "".join(driver.stderr)
