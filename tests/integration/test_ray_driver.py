@@ -22,6 +22,7 @@ import pytest
 
 pytest.importorskip("ray")
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+READY = "stoker-driver-ready"  # as in ray_driver.py, which cannot be imported here
 # The child imports Ray, connects (or starts a local instance) and starts actors.
 _READY_TIMEOUT_S = 60.0
 # Ray notices a dead driver by its lost connection; its processes go within seconds.
@@ -51,10 +52,18 @@ class Driver:
     def ready(self) -> dict:
         """The JSON line the script prints once its long epoch delivers a batch."""
         box: list[str] = []
-        t = threading.Thread(target=lambda: box.append(self.proc.stdout.readline()))  # type: ignore[union-attr]
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:  # Ray's echoed log lines come first
+                if line.startswith(READY):
+                    box.append(line[len(READY) :])
+                    return
+
+        t = threading.Thread(target=read, daemon=True)
         t.start()
         t.join(_READY_TIMEOUT_S)
-        assert box and box[0], f"the driver did not start: {''.join(self.stderr)}"
+        assert box, f"the driver did not start: {''.join(self.stderr)}"
         return json.loads(box[0])
 
     def end(self, sig: int) -> int:
