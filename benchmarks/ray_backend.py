@@ -1,12 +1,12 @@
 # Run: .venv/bin/python benchmarks/ray_backend.py  (about 3 min; --quick for a smoke
-# run). Last run (2 vCPUs shared with other jobs, load average 7-12; a local Ray with
+# run). Last run (2 vCPUs shared with other jobs, load average 8-10; a local Ray with
 # 2 CPUs; table and method in docs/benchmarks.md), epoch 2 unless said:
-#   local ray.init 5.42 s; first batch on the running instance 0.20 s (1 actor),
-#     0.37 s (2), 2.51 s (16)
-#   latency 50 ms x 320, 16 workers: stoker-ray 1.23 x ideal (epoch 1: 9.28 s),
-#     Ray Data 24.47 x ideal
-#   9.6 MB batches, GB/s: stoker-ray 0.57, stoker processes 11.25, Ray Data 0.17
-#   trivial batch, us: stoker-ray 545, Ray Data 7808, processes 44, threads 12
+#   local ray.init 3.65 s; first batch on the running instance 0.12 s (1 actor),
+#     0.48 s (2), 0.76 s (16)
+#   latency 50 ms x 320, 16 workers: stoker-ray 1.22 x ideal (epoch 1: 6.89 s),
+#     Ray Data 19.85 x ideal
+#   9.6 MB batches, GB/s: stoker-ray 0.66, stoker processes 14.38, Ray Data 0.23
+#   trivial batch, us: stoker-ray 488, Ray Data 9614, processes 26, threads 10
 """The Ray backend against Ray Data's ``iter_batches`` and stoker's own backends.
 
 Everything runs in one process on one local Ray instance with 2 CPUs, side by side,
