@@ -26,6 +26,7 @@ from stoker._errors import (
     WorkerError,
 )
 from stoker._loader import Loader
+from stoker._ray_options import RayOptions
 from stoker._sharding import shard_from_env
 from stoker._types import BatchEvent, Observer, observe_all
 
@@ -58,6 +59,7 @@ __all__ = [
     "LoaderClosed",
     "LoaderTimeout",
     "Observer",
+    "RayOptions",
     "SerializationError",
     "StokerError",
     "StoreError",

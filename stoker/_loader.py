@@ -28,6 +28,7 @@ from stoker._engine.stats import LoaderStats
 from stoker._errors import ConfigError, LoaderClosed
 from stoker._options import DEFAULT_MAX_QUEUE_SIZE, DEFAULT_WORKERS, LoaderOptions
 from stoker._options import DEFAULT_TRACE_BATCHES as _TRACE_N
+from stoker._ray_options import RayOptions
 from stoker._types import BatchEvent, Observer, notify, scoped_observers
 
 # How long close() and an epoch change wait for a batch still being computed.
@@ -65,6 +66,10 @@ class Loader:
         shard: ``(index, count)``: this host's disjoint part of every epoch.
         reseed_globals: processes only: reseed ``random``/``numpy.random`` per batch
             from ``(seed, epoch, index)``; default on when ``seed`` is given.
+        backend: ``"ray"`` runs the workers as Ray actors (docs/ray.md); None:
+            threads, or processes with ``use_multiprocessing=True``.
+        ray: ``stoker.RayOptions`` for the Ray backend (cluster address, resources
+            per worker, placement, retry); implies ``backend="ray"``.
         observers: extra ``stoker.Observer`` objects told about every batch.
         max_memory: bytes (or a fraction of available memory, default 0.25)
             batches in flight may take; fewer are kept in flight to stay inside.
@@ -94,6 +99,8 @@ class Loader:
         max_queue_bytes: int | None = None,
         shard: tuple[int, int] | None = None,
         reseed_globals: bool | None = None,
+        backend: str | None = None,
+        ray: RayOptions | None = None,
         observers: list[Observer] | None = None,
         max_memory: float | None = None,
         trace: str | None = None,
@@ -114,6 +121,8 @@ class Loader:
             max_queue_bytes=max_queue_bytes,
             shard=tuple(shard) if shard is not None else None,  # type: ignore[arg-type]
             reseed_globals=reseed_globals,
+            backend=backend,
+            ray=ray,
             max_memory=max_memory,
             trace=trace,
             trace_batches=trace_batches,
@@ -168,19 +177,10 @@ class Loader:
             steps_per_epoch=steps_per_epoch,
             timeout=timeout,
         )
+        budget = options.max_queue_size + options.workers
         loader = cls.__new__(cls)
-        loader._setup(
-            options,
-            observers,
-            lambda name, root: StreamFeed(
-                fn,
-                single,
-                options.workers,
-                steps_per_epoch,
-                options.max_queue_size + options.workers,
-                name,
-            ),
-        )
+        loader._setup(options, observers, lambda name, _: StreamFeed(
+            fn, single, options.workers, steps_per_epoch, budget, name))  # fmt: skip
         return loader
 
     def _setup(
@@ -206,6 +206,7 @@ class Loader:
         self._resources = Resources(self._feed, _JOIN_TIMEOUT_S)
         self._finalizer = weakref.finalize(self, self._resources.release)
         self.stats = LoaderStats(options.workers, options.mode)
+        self.stats.backend = getattr(self._feed, "counters", self.stats.backend)
         self._gov = Governor(options, self.stats, self._feed, self.id)
         self._observers = scoped_observers() + list(observers or [])
         settings = options.describe(self.seed, self._epoch_len, self.source)
@@ -275,10 +276,8 @@ class Loader:
         Taken inside the loop body, it covers every batch handed out so far; a new
         loader given it with ``load_state_dict`` delivers exactly the rest.
         """
-        feed = self._feed
-        return _state.envelope(
-            feed.kind, self.seed, self._epoch, self._done, feed.state()
-        )
+        f = self._feed
+        return _state.envelope(f.kind, self.seed, self._epoch, self._done, f.state())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resume from ``state_dict()``: the next iteration continues that epoch.
@@ -292,13 +291,10 @@ class Loader:
             raise ConfigError(
                 "load_state_dict() during iteration: call it before the `for` loop"
             )
-        _state.check(state, self._feed.kind, self.options.seed)
-        self._feed.check_state(state)
-        self.seed = int(state["seed"])
-        self._feed.restore(state, self.seed)
-        self._epoch = int(state["epoch"])
+        self.seed, self._epoch, self._done = _state.restore(
+            state, self._feed, self.options.seed
+        )
         self._epoch_len = self._feed.epoch_length(self._epoch)
-        self._done = _state.delivered(state)
         self._resumed = bool(self._done)
 
     # -- internals ---------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from stoker._errors import ConfigError
+from stoker._ray_options import RAY_INSTALL, RayOptions, ray_installed
 
 # Keras' PyDataset default is workers=1, which leaves an input-bound loop waiting; 4
 # threads hide most I/O latency on small machines without oversubscribing them.
@@ -31,6 +32,9 @@ START_METHODS = ("fork", "forkserver", "spawn")
 # that would have no effect with the settings given is refused with ConfigError (as
 # drop_last without batch_size is), never silently ignored.
 PROCESS_ONLY = ("start_method", "max_queue_bytes", "reseed_globals")
+# issue 17 (Ray backend): the values of ``backend=``; None lets use_multiprocessing
+# decide between threads and processes, as before.
+BACKENDS = ("ray",)
 
 
 def _is_int(value: Any) -> bool:
@@ -61,6 +65,8 @@ class LoaderOptions:
     # Settings given as "auto" (filled in by __post_init__, never passed): the
     # fields above then hold the starting value the autotuner moves from.
     auto: tuple[str, ...] = ()
+    backend: str | None = None  # issue 17: "ray", or None (use_multiprocessing)
+    ray: RayOptions | None = None  # issue 17: implies backend="ray"
 
     def __post_init__(self) -> None:
         auto = list(self.auto)  # kept by dataclasses.replace (a mode switch)
@@ -125,6 +131,37 @@ class LoaderOptions:
             )
         self._check_processes()
         self._check_shard()
+        self._check_ray()
+
+    def _check_ray(self) -> None:
+        """issue 17: ``backend=`` and ``ray=`` (the Ray backend)."""
+        if self.backend is not None and self.backend not in BACKENDS:
+            raise ConfigError(
+                f"backend={self.backend!r}: expected None (threads, or processes with "
+                "use_multiprocessing=True) or 'ray'"
+            )
+        if self.ray is not None and not isinstance(self.ray, RayOptions):
+            raise ConfigError(
+                f"ray={self.ray!r}: expected stoker.RayOptions(...), e.g. "
+                "ray=stoker.RayOptions(address='auto')"
+            )
+        if self.mode != "ray":
+            return
+        if self.use_multiprocessing:
+            raise ConfigError(
+                "backend='ray' with use_multiprocessing=True: Ray runs the workers in "
+                "its own processes; drop use_multiprocessing"
+            )
+        if self.start_method is not None or self.max_queue_bytes is not None:
+            raise ConfigError(
+                "start_method and max_queue_bytes apply to use_multiprocessing=True; "
+                "with backend='ray' leave them unset (Ray starts its own workers and "
+                "keeps batches in its object store)"
+            )
+        if not ray_installed():
+            raise ConfigError(
+                f"backend='ray' needs Ray, which is not installed: {RAY_INSTALL}"
+            )
 
     def _check_memory_and_trace(self) -> None:
         m = self.max_memory
@@ -198,7 +235,9 @@ class LoaderOptions:
 
     @property
     def mode(self) -> str:
-        """``"process"`` or ``"thread"``."""
+        """``"ray"``, ``"process"`` or ``"thread"``."""
+        if self.backend == "ray" or self.ray is not None:  # issue 17
+            return "ray"
         return "process" if self.use_multiprocessing else "thread"
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,6 +247,11 @@ class LoaderOptions:
         out["shard"] = list(self.shard) if self.shard else None
         out["auto"] = list(self.auto)
         out["trace"] = None if self.trace is None else os.fspath(self.trace)
+        # issue 17: settings of thread and process loaders stay as they were.
+        if self.mode == "ray":
+            out["backend"] = "ray"
+        else:
+            del out["ray"], out["backend"]
         return out
 
     def describe(self, seed: int, length: int, source: Any) -> dict[str, Any]:

@@ -79,3 +79,17 @@ def delivered(state: dict[str, Any]) -> set[int]:
     return set(range(int(state["position"]))) | {
         int(p) for p in state["delivered_after"]
     }
+
+
+def restore(state: Any, feed: Any, given_seed: int | None) -> tuple[int, int, set[int]]:
+    """Check ``state`` (envelope and feed), restore the feed from it; returns the
+    loader's ``(seed, epoch, positions delivered)``.
+
+    Raises:
+        ConfigError: as :func:`check` and the feed's ``check_state``.
+    """
+    check(state, feed.kind, given_seed)
+    feed.check_state(state)
+    seed = int(state["seed"])
+    feed.restore(state, seed)
+    return seed, int(state["epoch"]), delivered(state)

@@ -20,10 +20,25 @@ if os.environ["KERAS_BACKEND"] != "jax":
     collect_ignore_glob = ["integration/test_jax_adapter.py"]
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """issue 17: a real Ray cluster for the session (tests/ray_cluster.py)."""
+    from tests.ray_cluster import start_cluster
+
+    yield from start_cluster()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> dict:
     """Loader keyword arguments selecting one backend (see tests/harness.py)."""
-    return request.param
+    if request.param.get("backend") == "ray":  # issue 17
+        from tests.ray_cluster import wait_no_actors
+
+        request.getfixturevalue("ray_cluster")
+        yield request.param
+        assert not wait_no_actors(), "Ray actors left running after the test"
+        return
+    yield request.param
 
 
 def stoker_threads() -> list[threading.Thread]:

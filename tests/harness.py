@@ -42,6 +42,14 @@ BACKENDS = [
     _process("fork"),
     _process("forkserver"),
     _process("spawn"),
+    # issue 17: the session's Ray cluster is started by the `backend` fixture.
+    pytest.param(
+        {"backend": "ray"},
+        id="ray",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("ray") is None, reason="ray is not installed"
+        ),
+    ),
 ]
 
 

@@ -31,6 +31,7 @@ from stoker._errors import ConfigError
 from stoker._options import LoaderOptions, default_start_method
 
 _log = logging.getLogger("stoker")
+Counters = dict[str, Any]
 # Stopping workers that hold an old seed, when a resume brings another.
 _RESTART_TIMEOUT_S = 10.0
 
@@ -108,7 +109,7 @@ def source_length(source: Any) -> int:
 
 
 def _thread_backend(
-    fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
+    fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str, counters: Counters
 ) -> Backend:
     from stoker._engine.threads import ThreadBackend
 
@@ -116,7 +117,7 @@ def _thread_backend(
 
 
 def _process_backend(
-    fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str
+    fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str, counters: Counters
 ) -> Backend:
     from stoker._engine.process.backend import ProcessBackend
     from stoker._engine.tune import usable_cores
@@ -127,8 +128,22 @@ def _process_backend(
     return ProcessBackend(fetcher, opts, budget, name, limit)
 
 
-# LoaderOptions.mode -> factory(fetcher, options, budget, name) of its backend
-_BACKENDS = {"thread": _thread_backend, "process": _process_backend}
+def _ray_backend(
+    fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str, counters: Counters
+) -> Backend:
+    from stoker._engine.ray import RayBackend  # Ray is big: only when asked for
+
+    return RayBackend(fetcher, opts, budget, name, counters)
+
+
+# LoaderOptions.mode -> factory(fetcher, options, budget, name, counters) of its
+# backend; ``counters`` is where a backend keeps figures for ``stats.summary()``. A new
+# backend is a module with the run.Backend protocol and one line here.
+_BACKENDS = {
+    "thread": _thread_backend,
+    "process": _process_backend,
+    "ray": _ray_backend,
+}
 
 
 class IndexedFeed:
@@ -143,6 +158,7 @@ class IndexedFeed:
         self._n = source_length(source)
         self._change: tuple[int, int] | None = None
         self._backend: Backend | None = None
+        self.counters: Counters = {}  # the backend's own figures (Ray: retries)
         self._size: tuple[int, int] | None = None  # (workers, budget) once tuned
         self._switch: tuple[str, int, int] | None = None  # (mode, workers, budget)
         self.mode = opts.mode  # the backend's mode in force (auto may change it)
@@ -168,7 +184,8 @@ class IndexedFeed:
         if self._backend is None:
             o = self._opts
             budget = o.max_queue_size + o.workers
-            self._backend = _BACKENDS[o.mode](self.fetcher, o, budget, self._name)
+            make = _BACKENDS[o.mode]
+            self._backend = make(self.fetcher, o, budget, self._name, self.counters)
             if self._size is not None:  # tuned before a restart (a resume's seed)
                 self.resize(*self._size)
         return self._backend

@@ -124,6 +124,8 @@ class LoaderStats:
         self.max_queue_size: int | None = None  # in force, when a governor sets it
         self.cores: int | None = None  # usable cores and the memory budget, when
         self.max_memory: int | None = None  # known: they bound the advice
+        # issue 17: counters a backend keeps (Ray: retries, nodes), in summary().
+        self.backend: dict[str, Any] = {}
 
     # -- recording (the consumer's thread) ------------------------------------------
     def epoch_started(self) -> None:
@@ -210,6 +212,8 @@ class LoaderStats:
             **_figures(total, total.elapsed_s + self._running_s()),
             "time_to_first_batch_s": self.time_to_first_batch_s,
         }
+        if self.backend:  # counters of the backend (Ray: retries, nodes)
+            out["backend"] = dict(self.backend)
         if total.batches:
             wait = np.asarray(self._wait.values)
             produce = np.asarray(self._produce.values)

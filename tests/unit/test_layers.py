@@ -15,13 +15,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[2] / "stoker"
 # Third-party imports are checked only where a layer must stay framework-free.
 PUBLIC = "stoker"
 ANY = "*"
-BASE = {"stoker._errors", "stoker._types", "stoker._options", "stoker._tree"}
+BASE = {
+    "stoker._errors",
+    "stoker._types",
+    "stoker._options",
+    "stoker._ray_options",
+    "stoker._tree",
+}
 ALLOWED = {
     # layer 0: stdlib + numpy
     "stoker._errors": set(),
     "stoker._types": {"stoker._errors"},
-    "stoker._options": {"stoker._errors"},
+    "stoker._options": {"stoker._errors", "stoker._ray_options"},
     "stoker._tree": set(),
+    "stoker._ray_options": {"stoker._errors"},
     "stoker._state": {"stoker._errors"},
     "stoker._sharding": {"stoker._errors"},
     # layer 1: the engine

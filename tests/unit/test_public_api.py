@@ -69,7 +69,7 @@ def test_import_needs_only_numpy():
     code = (
         "import sys, stoker; "
         "heavy = {'click', 'rich', 'psutil', 'keras', 'torch', 'jax', 'matplotlib', "
-        "'sqlalchemy', 'PIL', 'sklearn', 'psycopg'} & set(sys.modules); "
+        "'sqlalchemy', 'PIL', 'sklearn', 'psycopg', 'ray'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
     out = subprocess.run(
