@@ -7,6 +7,7 @@ nodes to the same cluster and remove them again instead of starting another one.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +25,7 @@ def start_cluster() -> Iterator[Any]:
         initialize_head=True,
         head_node_args={"num_cpus": 2, "include_dashboard": False},
     )
-    ray.init(address=cluster.address, logging_level="WARNING")
+    ray.init(address=cluster.address, logging_level=logging.WARNING)
     try:
         yield cluster
     finally:

@@ -18,3 +18,15 @@ def positive_ints(
     if not out or min(out) < 1:
         raise click.BadParameter(f"{value!r}: expected numbers >= 1, e.g. 1,2,4,8")
     return out
+
+
+# The options every `stoker runs` command shares.
+store_option = click.option(
+    "--store",
+    type=click.Path(dir_okay=False),
+    metavar="PATH|URL",
+    default=None,
+    help="The store's path or postgresql:// URL [default: $STOKER_STORE, else "
+    ".stoker/store.db].",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -8,17 +8,8 @@ from __future__ import annotations
 
 import click
 
+from stoker.cli._params import json_option, store_option
 from stoker.cli.runs import _call, _json, _print_json, _store
-
-# The same options as the rest of `stoker runs` (defined again: runs.py imports this
-# module while it is being imported).
-store_option = click.option(
-    "--store",
-    default=None,
-    help="The store's path or postgresql:// URL [default: $STOKER_STORE, else "
-    ".stoker/store.db].",
-)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.command()

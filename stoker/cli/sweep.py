@@ -116,7 +116,9 @@ class _Progress:
 @click.option(
     "--store",
     default=None,
-    help="Store path or postgresql:// URL [default: $STOKER_STORE].",
+    metavar="PATH|URL",
+    help="The store's path or postgresql:// URL [default: $STOKER_STORE, else "
+    ".stoker/store.db].",
 )
 @click.option("--metric", help="Also tabulate (and chart) this metric's last value.")
 @click.option("--x", "x", metavar="PARAM", help="The chart's x [default: workers].")

@@ -11,7 +11,9 @@ import click
 @click.option(
     "--store",
     default=None,
-    help="The store's path [default: $STOKER_STORE, else .stoker/store.db].",
+    metavar="PATH|URL",
+    help="The store's path or postgresql:// URL [default: $STOKER_STORE, else "
+    ".stoker/store.db].",
 )
 @click.option(
     "--host",

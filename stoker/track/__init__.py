@@ -29,8 +29,9 @@ if typing.TYPE_CHECKING:  # what type checkers see; at run time each loads on fi
         get_run,
         list_runs,
     )
+    from stoker.track._registry import active_run
     from stoker.track._rerun import RerunResult, rerun
-    from stoker.track._run import Run, active_run, track
+    from stoker.track._run import Run, track
     from stoker.track._store import Store
     from stoker.track._sweeps import param
     from stoker.track._sync import copy_runs, sync_spools
@@ -43,7 +44,7 @@ _NAMES = {
     "RerunResult": "_rerun",
     "Run": "_run",
     "Store": "_store",
-    "active_run": "_run",
+    "active_run": "_registry",
     "compare_runs": "_query",
     "copy_runs": "_sync",
     "delete_run": "_query",

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from stoker._errors import StoreError
 from stoker.track._db import StoreUnavailable
 from stoker.track._liveness import host, process_started_at
-from stoker.track._spool import Spool
+from stoker.track._spool import Spool, spool_dir
 from stoker.track._store import Changes, Store
 from stoker.track._url import mask
 
@@ -201,3 +201,41 @@ class Delivery:
             with contextlib.suppress(Exception):
                 self._store.close()
         return left
+
+
+def open_for_run(
+    where: Path | str, columns: dict[str, Any]
+) -> tuple[Store | None, Remote | None, StoreError | None, int | None]:
+    """A starting run's store, its remote (PostgreSQL) and its id.
+
+    Returns ``(store, remote, unavailable, run_id)``: with a server that is away at
+    start, ``store`` and ``run_id`` are None and ``unavailable`` says why: the
+    writer spools and creates the run once the server answers (the run goes on).
+
+    Raises:
+        StoreError: an SQLite store that cannot be opened or written.
+    """
+    remote = None
+    if isinstance(where, str):
+        remote = Remote(where, columns["uid"], columns, spool_dir())
+    store: Store | None = None
+    unavailable: StoreError | None = None
+    run_id: int | None = None
+    try:
+        store = Store.open(where, create=True)
+    except StoreUnavailable as e:
+        if remote is None:
+            raise
+        unavailable = e  # the writer spools; the run goes on
+    if store is not None:
+        try:
+            run_id = store.create_run(**columns)
+        except StoreUnavailable as e:
+            store.close()
+            if remote is None:
+                raise
+            store, unavailable = None, e
+        except BaseException:
+            store.close()
+            raise
+    return store, remote, unavailable, run_id

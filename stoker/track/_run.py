@@ -5,26 +5,20 @@ Threads: the caller's thread validates and appends to a deque (``run.log`` and t
 writes; a capture thread records git and the environment once. ``log`` may be called
 from any thread.
 
-Lifecycle: ``start()`` creates the run row (status 'running') and raises
-:class:`StoreError` at once if the store is unusable; ``end()`` records 'finished',
-'failed' (with the traceback) or 'killed' (Ctrl-C) and writes everything left. A run
-still open when the interpreter exits is ended by an ``atexit`` hook: 'failed' with
-the traceback if an exception ended the program, else 'finished'. A process that dies
-without exiting (SIGKILL, SIGTERM, OOM) cannot record anything: readers mark its run
-'killed' (see ``_liveness``).
+Lifecycle: ``start()`` creates the run row (status 'running'), or spools when a
+server is away (``_delivery``); ``end()`` records 'finished', 'failed' or 'killed' and
+writes everything left; runs still open at exit are ended by ``_registry``. A process
+that dies without exiting (SIGKILL, OOM) records nothing: readers mark its run
+'killed' (``_liveness``).
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import contextlib
-import contextvars
 import functools
 import logging
 import os
-import sys
-import threading
 import time
 import traceback
 import uuid
@@ -34,13 +28,11 @@ from typing import Any, ParamSpec, TypeVar
 
 from stoker._errors import StoreError
 from stoker._types import BatchEvent, observe_all
+from stoker.track import _registry as registry
 from stoker.track import _validate
 from stoker.track._capture import command
-from stoker.track._db import StoreUnavailable
-from stoker.track._delivery import Remote
+from stoker.track._delivery import open_for_run
 from stoker.track._liveness import host, process_started_at
-from stoker.track._spool import spool_dir
-from stoker.track._store import Store
 from stoker.track._sweeps import sweep_params, sweep_tags
 from stoker.track._url import mask, resolve
 from stoker.track._writer import (
@@ -66,35 +58,6 @@ _time = time.time
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_active: contextvars.ContextVar[tuple[Run, ...]] = contextvars.ContextVar(
-    "stoker_track_active", default=()
-)
-_open_runs: list[Run] = []  # every started, not yet ended run of the process
-_open_lock = threading.Lock()
-_atexit_registered = False
-
-
-def _default_name() -> str:
-    arg0 = sys.argv[0] if sys.argv else ""
-    stem = Path(arg0).stem if arg0 not in ("", "-c", "-m") else ""
-    return stem or "run"
-
-
-def _not_running(*_: Any) -> None:
-    raise RuntimeError(
-        "this run is not running: log inside `with stoker.track(...) as run:` "
-        "(or between run.start() and run.end())"
-    )
-
-
-def _drop(_: Any) -> None:
-    """Where a loader's reports go once its run has ended."""
-
-
-def _encode(kind: str, values: Mapping[str, Any]) -> list[tuple[str, str]]:
-    encode = _validate.param_json if kind == "param" else _validate.tag_text
-    return [(_validate.check_name(k, kind), encode(k, x)) for k, x in values.items()]
 
 
 class Run:
@@ -123,14 +86,14 @@ class Run:
     ) -> None:
         self._spec = (name, params, store, tags, capture, sample, data_version)
         self.name = _validate.check_name(
-            name if name is not None else _default_name(), "run"
+            name if name is not None else _validate.default_name(), "run"
         )
         # A sweep's trial records the sweep's params (the script's own win) and tags.
-        self._params = _encode("param", {**sweep_params(), **(params or {})})
+        self._params = _validate.encode("param", {**sweep_params(), **(params or {})})
         all_tags = {**sweep_tags(), **(tags or {})}
         if data_version is not None:
             all_tags["data_version"] = data_version
-        self._tags = _encode("tag", all_tags)
+        self._tags = _validate.encode("tag", all_tags)
         rerun_of = os.environ.get(RERUN_ENV)
         if rerun_of:
             self._tags.append(("rerun_of", rerun_of))
@@ -141,7 +104,7 @@ class Run:
         # Observer reports are queued even before start(), so a loader made with
         # observers=[run] earlier still has its settings recorded.
         self._put: Callable[[tuple[Any, ...]], None] = self._queue.append
-        self._log_put: Callable[[tuple[Any, ...]], None] = _not_running
+        self._log_put: Callable[[tuple[Any, ...]], None] = _validate.not_running
         self._names: set[str] = set()
         self._next_step = 0
         self._writer: Writer | None = None
@@ -176,28 +139,7 @@ class Run:
             pid_started_at=process_started_at(pid),
             **command(),
         )
-        remote = None
-        if isinstance(where, str):
-            remote = Remote(where, columns["uid"], columns, spool_dir())
-        store: Store | None = None
-        unavailable: StoreError | None = None
-        try:
-            store = Store.open(where, create=True)
-        except StoreUnavailable as e:
-            if remote is None:
-                raise
-            unavailable = e  # the writer spools; the run goes on
-        if store is not None:
-            try:
-                self.id = store.create_run(**columns)
-            except StoreUnavailable as e:
-                store.close()
-                if remote is None:
-                    raise
-                store, unavailable = None, e
-            except BaseException:
-                store.close()
-                raise
+        store, remote, unavailable, self.id = open_for_run(where, columns)
         self.store = store.path if store is not None else mask(str(where))
         self.uid = columns["uid"]
         if self._params:
@@ -220,10 +162,7 @@ class Run:
         self._log_put = self._queue.append
         self._observing = observe_all(self)
         self._observing.__enter__()
-        _active.set((*_active.get(), self))
-        with _open_lock:
-            _open_runs.append(self)
-        _register_atexit()
+        registry.add(self)
         return self
 
     def _set_id(self, run_id: int) -> None:
@@ -246,13 +185,11 @@ class Run:
         if self.status != "running":
             return
         assert self._writer is not None
-        self._log_put = _not_running
-        self._put = _drop
+        self._log_put = _validate.not_running
+        self._put = registry.drop
         if self._observing is not None:
             self._observing.__exit__(None, None, None)
-        _active.set(tuple(r for r in _active.get() if r is not self))
-        with _open_lock, contextlib.suppress(ValueError):
-            _open_runs.remove(self)
+        registry.remove(self)
         if error is not None:
             error = mask(error)  # a traceback may quote a store URL
             if len(error) > _MAX_ERROR_CHARS:
@@ -386,7 +323,7 @@ class Run:
                 characters once encoded as JSON.
             RuntimeError: the run is not running.
         """
-        self._log_put((PARAMS, _encode("param", {**(params or {}), **kwargs})))
+        self._log_put((PARAMS, _validate.encode("param", {**(params or {}), **kwargs})))
 
     def set_tags(self, tags: Mapping[str, Any] | None = None, /, **kwargs: Any) -> None:
         """Set (or overwrite) text tags; non-strings are stored as their ``str()``.
@@ -396,7 +333,7 @@ class Run:
                 characters.
             RuntimeError: the run is not running.
         """
-        self._log_put((TAGS, _encode("tag", {**(tags or {}), **kwargs})))
+        self._log_put((TAGS, _validate.encode("tag", {**(tags or {}), **kwargs})))
 
     # -- the engine's Observer protocol (stoker._types.Observer) ----------------------
     def on_start(self, loader_id: str, settings: dict[str, Any]) -> None:
@@ -456,53 +393,3 @@ def track(
     if callable(name):
         return Run(None, params, store, **options)(name)
     return Run(name, params, store, **options)
-
-
-def active_run() -> Run | None:
-    """The innermost running run of this context (else of the process), or None."""
-    # A run ended from another thread may linger in this context's stack: skip it.
-    for run in reversed(_active.get()):
-        if run.status == "running":
-            return run
-    with _open_lock:
-        return _open_runs[-1] if _open_runs else None
-
-
-def _end_open_runs() -> None:
-    with _open_lock:
-        runs = list(reversed(_open_runs))
-    last = getattr(sys, "last_value", None)  # set when an exception ended the program
-    for run in runs:
-        if last is not None:
-            error = "".join(traceback.format_exception(last))
-            status = "killed" if isinstance(last, KeyboardInterrupt) else "failed"
-        else:
-            status, error = "finished", None
-        try:
-            run.end(status, error)
-        except Exception:
-            _log.exception("stoker.track: while ending run %s at exit", run.id)
-
-
-def _forget_runs_in_child() -> None:
-    """In a forked child: the runs belong to the parent, whose writer did not fork.
-
-    The child's reports and logs are dropped and its exit ends no run; only the
-    parent records (process workers report through the parent's loader anyway).
-    """
-    global _open_lock
-    _open_lock = threading.Lock()  # it may have been held by another thread
-    for run in _open_runs:
-        run._put = _drop
-        run._log_put = _drop
-    _open_runs.clear()
-    _active.set(())
-
-
-def _register_atexit() -> None:
-    global _atexit_registered
-    with _open_lock:
-        if not _atexit_registered:
-            atexit.register(_end_open_runs)
-            os.register_at_fork(after_in_child=_forget_runs_in_child)
-            _atexit_registered = True

@@ -19,6 +19,9 @@ from __future__ import annotations
 import json
 import math
 import operator
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 MAX_NAME_CHARS = 250
@@ -135,3 +138,24 @@ def _check_size(what: str, name: str, text: str) -> str:
             f"{what} {name!r} cannot be stored as UTF-8 ({e.reason})"
         ) from None
     return text
+
+
+def default_name() -> str:
+    """A run's name when none is given: the script's name, else "run"."""
+    arg0 = sys.argv[0] if sys.argv else ""
+    stem = Path(arg0).stem if arg0 not in ("", "-c", "-m") else ""
+    return stem or "run"
+
+
+def not_running(*_: Any) -> None:
+    """What ``run.log`` does outside a running run."""
+    raise RuntimeError(
+        "this run is not running: log inside `with stoker.track(...) as run:` "
+        "(or between run.start() and run.end())"
+    )
+
+
+def encode(kind: str, values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Checked ``(name, stored text)`` pairs of params or tags."""
+    encode = param_json if kind == "param" else tag_text
+    return [(check_name(k, kind), encode(k, x)) for k, x in values.items()]

@@ -31,8 +31,9 @@ from stoker.track._read import (
     runs_page,
     series,
 )
+from stoker.track._registry import active_run
 from stoker.track._rerun import RerunResult, rerun
-from stoker.track._run import Run, active_run, track
+from stoker.track._run import Run, track
 from stoker.track._spool import SPOOL_ENV
 from stoker.track._sqlite import DEFAULT_STORE, STORE_ENV, resolve_path
 from stoker.track._store import Store

@@ -16,7 +16,7 @@ import pytest
 import stoker
 import stoker.track.api as T
 from stoker import BatchEvent, StoreError
-from stoker.track import _run as run_module
+from stoker.track import _registry as run_module
 from stoker.track._store import Store
 
 
