@@ -184,7 +184,8 @@ class LoaderOptions:
             )
 
     def _check_processes(self) -> None:
-        if not self.use_multiprocessing and "use_multiprocessing" not in self.auto:
+        thread_only = not self.use_multiprocessing and self.mode == "thread"
+        if thread_only and "use_multiprocessing" not in self.auto:  # Ray: _check_ray
             given = [k for k in PROCESS_ONLY if getattr(self, k) is not None]
             if given:
                 raise ConfigError(
