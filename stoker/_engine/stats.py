@@ -19,6 +19,7 @@ tracker stores them): see ``stoker.track``.
 from __future__ import annotations
 
 import collections
+import copy
 import math
 import random
 import time
@@ -46,21 +47,39 @@ _MAX_ADVISED_THREADS = 64
 
 
 class _Reservoir:
-    """A uniform sample of at most ``_RESERVOIR`` values of a series."""
+    """A uniform sample of at most ``_RESERVOIR`` batches' ``(wait, produce)``.
+
+    Li's algorithm L: once the reservoir is full, it draws how many batches to skip
+    before the next replacement, so a batch that is not kept costs one comparison
+    (drawing a random index for every batch cost about 1 us per batch).
+    """
 
     def __init__(self, rand: random.Random) -> None:
-        self.values: list[float] = []
-        self.seen = 0
+        self.pairs: list[tuple[float, float]] = []
         self._rand = rand
+        self._w = 1.0
+        self.next = _RESERVOIR + 1  # the batch number (from 1) that is kept next
 
-    def add(self, value: float) -> None:
-        self.seen += 1
-        if len(self.values) < _RESERVOIR:
-            self.values.append(value)
+    def add(self, seen: int, wait: float, produce: float) -> None:
+        """Keep the ``seen``-th batch (from 1); call only when ``seen == self.next``
+        or the reservoir is not full yet."""
+        if seen <= _RESERVOIR:
+            self.pairs.append((wait, produce))
+            if seen == _RESERVOIR:
+                self._skip(seen)
             return
-        j = self._rand.randrange(self.seen)
-        if j < _RESERVOIR:
-            self.values[j] = value
+        self.pairs[self._rand.randrange(_RESERVOIR)] = (wait, produce)
+        self._skip(seen)
+
+    def _skip(self, seen: int) -> None:
+        rand = self._rand.random
+        self._w *= math.exp(math.log(1.0 - rand()) / _RESERVOIR)
+        gap = math.floor(math.log(1.0 - rand()) / math.log(1.0 - self._w))
+        self.next = seen + gap + 1
+
+    def series(self, which: int) -> list[float]:
+        """The sampled waits (0) or produce times (1)."""
+        return [p[which] for p in self.pairs]
 
 
 class _Totals:
@@ -111,11 +130,10 @@ class LoaderStats:
             maxlen=_LENGTH_CHANGES_KEPT
         )
         self._total = _Totals()
-        self._epoch = _Totals()
+        self._epoch_base = _Totals()  # the totals when the running epoch started
         self._last: _Totals | None = None
         rand = random.Random(0)
-        self._wait = _Reservoir(rand)
-        self._produce = _Reservoir(rand)
+        self._samples = _Reservoir(rand)
         self._epoch_start: float | None = None
         self._first_start: float | None = None  # decisions' at_s counts from here
         self.tuning: collections.deque[dict[str, Any]] = collections.deque(
@@ -132,28 +150,46 @@ class LoaderStats:
         self._epoch_start = self._clock()
         if self._first_start is None:
             self._first_start = self._epoch_start
-        self._epoch = _Totals()
+        self._epoch_base = copy.copy(self._total)
 
     def epoch_ended(self) -> None:
         if self._epoch_start is None:
             return
         spent = self._clock() - self._epoch_start
         self._epoch_start = None
-        self._epoch.elapsed_s = spent
         self._total.elapsed_s += spent
-        self._last = self._epoch
+        self._last = self._since(self._epoch_base)
+        self._last.elapsed_s = spent
         self.epochs += 1
+
+    def _since(self, base: _Totals) -> _Totals:
+        """The totals of the batches recorded after ``base`` was copied."""
+        span, t = _Totals(), self._total
+        span.batches = t.batches - base.batches
+        span.wait_s = t.wait_s - base.wait_s
+        span.produce_s = t.produce_s - base.produce_s
+        span.cpu_s = t.cpu_s - base.cpu_s
+        span.depth = t.depth - base.depth
+        span.nbytes = t.nbytes - base.nbytes
+        return span
 
     def record(
         self, wait: float, produce: float, cpu: float, depth: int, size: int
     ) -> None:
-        """One delivered batch."""
+        """One delivered batch (the per-batch path: one sum update, one sample)."""
         if self.time_to_first_batch_s is None and self._epoch_start is not None:
             self.time_to_first_batch_s = self._clock() - self._epoch_start
-        self._total.add(wait, produce, cpu, depth, size)
-        self._epoch.add(wait, produce, cpu, depth, size)
-        self._wait.add(wait)
-        self._produce.add(produce)
+        t = self._total  # _Totals.add, inlined: this runs once per batch
+        t.batches += 1
+        t.wait_s += wait
+        t.produce_s += produce
+        if cpu == cpu:  # NaN: unknown
+            t.cpu_s += cpu
+        t.depth += depth
+        t.nbytes += size
+        samples = self._samples
+        if t.batches <= _RESERVOIR or t.batches == samples.next:
+            samples.add(t.batches, wait, produce)
 
     def length_changed(self, epoch: int, old: int, new: int) -> None:
         """The source's length was ``old`` and is ``new`` from ``epoch`` on."""
@@ -182,7 +218,7 @@ class LoaderStats:
 
     def produce_spread(self) -> tuple[float, float]:
         """Mean and p95 of the produce times sampled so far (0 before any)."""
-        values = self._produce.values
+        values = self._samples.series(1)
         if not values:
             return 0.0, 0.0
         return float(np.mean(values)), float(np.percentile(values, 95))
@@ -215,8 +251,8 @@ class LoaderStats:
         if self.backend:  # counters of the backend (Ray: retries, nodes)
             out["backend"] = dict(self.backend)
         if total.batches:
-            wait = np.asarray(self._wait.values)
-            produce = np.asarray(self._produce.values)
+            wait = np.asarray(self._samples.series(0))
+            produce = np.asarray(self._samples.series(1))
             out.update(
                 mean_wait_s=total.wait_s / total.batches,
                 p95_wait_s=float(np.percentile(wait, 95)),
@@ -232,7 +268,8 @@ class LoaderStats:
 
     def _epoch_figures(self) -> dict[str, Any]:
         if self._epoch_start is not None:
-            span, elapsed, index = self._epoch, self._running_s(), self.epochs
+            span = self._since(self._epoch_base)
+            elapsed, index = self._running_s(), self.epochs
         elif self._last is not None:
             span, elapsed, index = self._last, self._last.elapsed_s, self.epochs - 1
         else:

@@ -133,8 +133,7 @@ def test_stats_memory_does_not_grow_with_batches():
     for i in range(3 * _RESERVOIR):
         stats.record(0.001 * (i % 7), 0.002, 0.001, 1, 8)
     stats.epoch_ended()
-    assert len(stats._wait.values) == _RESERVOIR
-    assert len(stats._produce.values) == _RESERVOIR
+    assert len(stats._samples.pairs) == _RESERVOIR
     s = stats.summary()
     assert s["batches"] == 3 * _RESERVOIR and s["bytes"] == 24 * _RESERVOIR
     # Sums stay exact; the reservoir's p95 stays a p95 of the series.
