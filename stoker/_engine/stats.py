@@ -44,6 +44,9 @@ _LENGTH_CHANGES_KEPT = 8
 _DECISIONS_KEPT = 256
 # Advice never names more threads than this (the autotuner's own ceiling).
 _MAX_ADVISED_THREADS = 64
+# Workers whose CPU time is at least this share of their produce time are computing,
+# so processes beyond the cores cannot help them.
+_CPU_BOUND_SHARE = 0.5
 
 
 class _Reservoir:
@@ -333,10 +336,13 @@ class LoaderStats:
 
     def _advice_cap(self, t: _Totals) -> tuple[int, str]:
         """The most workers worth advising, and what bounds them."""
-        if self.mode == "process":
+        # Process workers that compute cannot outrun the cores; ones that wait (I/O,
+        # a remote read) can, like threads.
+        computing = t.produce_s > 0 and t.cpu_s / t.produce_s >= _CPU_BOUND_SHARE
+        if self.mode == "process" and computing:
             cap, limit = self.cores or 1 << 30, f"{self.cores} usable cores"
         else:
-            cap, limit = _MAX_ADVISED_THREADS, f"{_MAX_ADVISED_THREADS} threads"
+            cap, limit = _MAX_ADVISED_THREADS, f"{_MAX_ADVISED_THREADS} workers"
         if self.max_memory and t.nbytes:
             per = t.nbytes / t.batches
             by_memory = max(1, int(self.max_memory // per) - 1)

@@ -201,7 +201,9 @@ def test_available_memory(tmp_path):
     assert tune.available_memory(str(tmp_path / "missing")) is None
 
 
-def _stats(workers: int, mode: str, produce: float, step: float, n: int = 50):
+def _stats(
+    workers: int, mode: str, produce: float, step: float, n: int = 50, cpu: float = 0.0
+):
     """Stats of ``n`` batches that each kept the loop waiting, on a fake clock."""
     from stoker._engine.stats import LoaderStats
 
@@ -212,20 +214,23 @@ def _stats(workers: int, mode: str, produce: float, step: float, n: int = 50):
     wait = max(produce / workers - step, 0.0)
     for _ in range(n):
         now[0] += wait + step
-        stats.record(wait, produce, 0.0, 1, 1000)
+        stats.record(wait, produce, cpu, 1, 1000)
     stats.epoch_ended()
     return stats.summary()
 
 
 def test_advice_is_bounded_by_the_cores_and_names_auto():
     # A 10 ms source against a 0.03 ms step: about 347 workers would keep up.
-    s = _stats(4, "process", produce=0.010, step=0.0000288)
+    s = _stats(4, "process", produce=0.010, step=0.0000288, cpu=0.010)  # computing
     assert "347" not in s["advice"].split("capped")[0]
     assert "about 2 workers" not in s["advice"]  # the cap is already reached
     assert "2 usable cores" in s["advice"] and "make source[i] cheaper" in s["advice"]
     s = _stats(4, "thread", produce=0.010, step=0.0000288)
     assert "about 64 workers would keep up" in s["advice"]
-    assert "capped by 64 threads" in s["advice"] and "workers='auto'" in s["advice"]
+    assert "capped by 64 workers" in s["advice"] and "workers='auto'" in s["advice"]
+    # Process workers that wait (I/O) are not bound by the cores: like threads.
+    s = _stats(4, "process", produce=0.010, step=0.0000288, cpu=0.0001)
+    assert "about 64 workers would keep up" in s["advice"]
 
 
 def test_advice_is_bounded_by_memory():
