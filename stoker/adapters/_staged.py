@@ -21,10 +21,12 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import stoker
 from stoker.adapters._prefetch import Prefetcher
+
+_S = TypeVar("_S", bound="StagedLoader")
 
 
 def consumed_state(start: dict[str, Any], taken: int) -> dict[str, Any]:
@@ -123,3 +125,37 @@ class StagedEpochs:
             self.end()
         finally:
             self.loader.close()
+
+
+class StagedLoader:
+    """What a framework adapter over a ``stoker.Loader`` and its stage shares.
+
+    ``len()``, the state covering the batches the loop has taken, ``close()`` (the
+    stage, then the loader) and ``with``; the torch and JAX adapters add their
+    transfer, ``__iter__`` and options.
+    """
+
+    loader: stoker.Loader
+    _staged: StagedEpochs
+
+    def __len__(self) -> int:
+        """Batches per epoch: ``len(loader)`` (this shard's, with ``shard=``)."""
+        return len(self.loader)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loader's state, covering exactly the batches the loop has taken."""
+        return self._staged.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()`` (see ``stoker.Loader.load_state_dict``)."""
+        self._staged.load_state_dict(state)
+
+    def close(self) -> None:
+        """Stop the stage and close the loader; idempotent."""
+        self._staged.close()
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

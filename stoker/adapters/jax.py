@@ -42,7 +42,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
 import stoker
-from stoker.adapters._staged import StagedEpochs
+from stoker.adapters._staged import StagedEpochs, StagedLoader
 
 # dtype kinds with no jax.Array type: bytes, str, object, void, datetime, timedelta
 _NO_ARRAY_KINDS = frozenset("SUOVMm")
@@ -101,7 +101,7 @@ class _Put:
             ) from exc
 
 
-class DevicePrefetch:
+class DevicePrefetch(StagedLoader):
     """A ``stoker.Loader`` whose batches arrive on the devices; see the module doc.
 
     Build it with :func:`device_prefetch`. Each ``for`` is one epoch; ``len()``,
@@ -126,31 +126,9 @@ class DevicePrefetch:
         self.sharding = _target(sharding)
         self._staged = StagedEpochs(loader, _Put(self.sharding), size, "jax")
 
-    def __len__(self) -> int:
-        """Batches per epoch: ``len(loader)``."""
-        return len(self.loader)
-
     def __iter__(self) -> Iterator[Any]:
         """One epoch, on the devices. A new pass ends a paused one."""
         return self._staged.start()
-
-    def state_dict(self) -> dict[str, Any]:
-        """The loader's state, covering exactly the batches the loop has taken."""
-        return self._staged.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state_dict()`` (see ``stoker.Loader.load_state_dict``)."""
-        self._staged.load_state_dict(state)
-
-    def close(self) -> None:
-        """Stop the stage and close the loader; idempotent."""
-        self._staged.close()
-
-    def __enter__(self) -> DevicePrefetch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (

@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import stoker
-from stoker.adapters._staged import StagedEpochs
+from stoker.adapters._staged import StagedEpochs, StagedLoader
 from stoker.adapters._torch_device import Transfer, can_pin
 from stoker.adapters._torch_tensors import to_tensors
 
@@ -63,7 +63,7 @@ def _device(device: Any) -> torch.device | None:
     return dev
 
 
-class TorchLoader:
+class TorchLoader(StagedLoader):
     """A ``stoker.Loader`` as a DataLoader-like iterable of torch tensors.
 
     Args:
@@ -129,10 +129,6 @@ class TorchLoader:
         """The loader's ``batch_size`` (None when the source gives whole batches)."""
         return self.loader.options.batch_size
 
-    def __len__(self) -> int:
-        """Batches per epoch: ``len(loader)`` (this shard's, with ``shard=``)."""
-        return len(self.loader)
-
     def __iter__(self) -> Iterator[Any]:
         """One epoch of the loader, as tensors. A new pass ends a paused one."""
         if self.staged:
@@ -161,24 +157,6 @@ class TorchLoader:
         state = self.loader.state_dict()
         state.update(epoch=epoch, position=0, delivered_after=[])
         self.loader.load_state_dict(state)
-
-    def state_dict(self) -> dict[str, Any]:
-        """The loader's state, covering exactly the batches the loop has taken."""
-        return self._staged.state_dict()
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from ``state_dict()`` (see ``stoker.Loader.load_state_dict``)."""
-        self._staged.load_state_dict(state)
-
-    def close(self) -> None:
-        """Stop the stage and close the loader; idempotent."""
-        self._staged.close()
-
-    def __enter__(self) -> TorchLoader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         where = f"device={self.device}" if self.device is not None else "host"
