@@ -153,6 +153,8 @@ class CountsPickles(Arrays):
         self.pid = os.getpid()
 
     def __getitem__(self, i: int):
+        # Slow enough that the consumer waits and starts every worker (pool.py).
+        time.sleep(0.05)
         return np.array([i, getattr(self, "pid", -1)])
 
 

@@ -26,6 +26,11 @@ from typing import Any, Protocol
 from stoker._engine import pickling
 from stoker._engine.fetch import Fetcher
 from stoker._engine.plan import Plan
+
+# Loaded with stoker, not at the first ``iter()`` of a process loader: the modules
+# take about 5 ms to load (their NamedTuples and dataclasses are built at import),
+# which would otherwise count against the time to the first batch (issue 15).
+from stoker._engine.process.backend import ProcessBackend
 from stoker._engine.run import Backend, EpochRun, Task
 from stoker._errors import ConfigError
 from stoker._options import LoaderOptions, default_start_method
@@ -119,7 +124,6 @@ def _thread_backend(
 def _process_backend(
     fetcher: Fetcher, opts: LoaderOptions, budget: int, name: str, counters: Counters
 ) -> Backend:
-    from stoker._engine.process.backend import ProcessBackend
     from stoker._engine.tune import usable_cores
 
     # workers="auto" on processes: room for one per usable core, started on demand.

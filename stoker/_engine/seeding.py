@@ -40,6 +40,11 @@ import threading
 
 import numpy as np
 
+# numpy loads ``numpy.random`` on first use (8 ms cold). Every loader draws its pass
+# order from it, so it is loaded with stoker, at the top of the user's script, not
+# inside the first ``iter(loader)`` where it would delay the first batch.
+import numpy.random
+
 # Stream tags keep the three uses of one seed independent of each other.
 _ORDER = 0
 _BATCH = 1

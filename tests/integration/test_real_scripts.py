@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # loader's per-epoch source update) so the test can check every sample once per
 # epoch, from whichever worker process.
 KERAS2_SCRIPT = """
-import os, sys
+import os, sys, time
 import numpy as np
 import keras
 from stoker.adapters.keras import Sequential
@@ -44,6 +44,7 @@ class Samples(keras.utils.Sequence):
         return N // BS
 
     def __getitem__(self, i):
+        time.sleep(0.02)  # a read: the training waits, so every worker starts
         ids = self.order[i * BS:(i + 1) * BS]
         with open(LOG, "a") as f:
             f.write(f"{self.epoch} {os.getpid()} {' '.join(map(str, ids))}\\n")

@@ -51,6 +51,27 @@ def test_process_workers_draw_distinct_global_random_numbers(method, seed):
     assert len({int(b[0]) for b in batches}) == len(batches)
 
 
+def test_forked_workers_draw_distinct_torch_random_numbers():
+    """torch's own generator too (torch seeds it in each DataLoader worker)."""
+    torch = pytest.importorskip("torch")
+    torch.rand(1)  # the parent used torch's generator: a forked child copies it
+    with stoker.Loader(
+        sources.TorchDraw(6),
+        workers=3,
+        use_multiprocessing=True,
+        start_method="fork",
+        seed=5,
+        timeout=30,
+    ) as loader:
+        batches = list(loader)
+    first_draw: dict[int, int] = {}
+    for draw, pid in batches:
+        first_draw.setdefault(int(pid), int(draw))
+    assert len(first_draw) >= 2, "the batches should have spread over the workers"
+    assert len(set(first_draw.values())) == len(first_draw), first_draw
+    assert len({int(b[0]) for b in batches}) == len(batches)
+
+
 # -- 2. uneven generator streams: every item once per pass (torch: IterableDataset
 #       with uneven shards, test_iterable_style_dataset)
 SIZES = [2, 4, 20]

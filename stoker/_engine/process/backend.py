@@ -90,14 +90,20 @@ class ProcessEpochRun:
             self._done.extend(pool.receive(self._run, 0.0))
             if self._done:
                 return self._done.popleft()
-            # Nothing to hand over yet: the consumer would wait, so start the next
-            # worker now and look again (pool.py: workers start in the background).
-            if pool.start_pending():
-                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # Nothing to hand over yet: the consumer waits. Once its waits since the
+            # last start add up to what a start costs, start the next worker (pool.py).
+            pending = pool.pending
+            if pending:
+                remaining = min(remaining, max(0.0, pool.start_s - pool.waited_s))
+            began = time.monotonic()
             self._done.extend(pool.receive(self._run, remaining))
+            if pending:
+                pool.waited_s += time.monotonic() - began
+                if not self._done and pool.waited_s >= pool.start_s:
+                    pool.start_pending()
             if self._done:
                 return self._done.popleft()
         return None

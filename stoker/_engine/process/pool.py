@@ -11,7 +11,13 @@ Starting: only worker 0 starts with the pool. The others start one at a time whi
 the consumer would otherwise wait (``start_pending``, called by a run's ``get``),
 each taking tasks from the shared socket as soon as it is up. So the first batch
 costs one worker's start plus one batch, whatever the worker count; forking happens
-on the consumer's thread, at a point where it runs no training step.
+on the consumer's thread, at a point where it runs no training step. The next
+worker starts once the consumer's waits since the last start add up to what that
+start took (``waited_s`` against ``start_s``): forking a parent that holds torch
+takes 5-7 ms, and a batch that arrives during a fork waits for it. So a quick
+first batch is not held up by workers it did not need (issue 15's time to first
+batch), starting never costs more than the waiting it ends, and a consumer that
+waits even a little per batch still gets every worker in the end.
 
 Watching: ``receive`` waits with one ``epoll`` over the results socket *and every
 started worker's process sentinel*, so a worker that dies is noticed in the same wait
@@ -30,6 +36,7 @@ import logging
 import math
 import os
 import select
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -96,6 +103,8 @@ class WorkerPool:
         self.closed = False
         self.sync = 0  # source updates sent so far
         self.produce_ema_s = 1.0  # recent seconds per batch (slow until measured)
+        self.start_s = 0.0  # how long the last worker took to start (module docstring)
+        self.waited_s = 0.0  # the consumer's waits since then
         self.procs: list[Any] = []
         self._inflight: dict[tuple[int, int], _InFlight] = {}
         self._ready: list[tuple[int, Result]] = []  # (run, result) read, not taken
@@ -172,12 +181,15 @@ class WorkerPool:
     def start_pending(self) -> bool:
         """Start the next worker, if any is left; True if one was started."""
         w = len(self.procs)
-        if w >= min(self.workers, len(self._boots)) or self.closed:
+        if not self.pending:
             return False
         boot = self._boots[w]
         if self.method == "fork":
             boot.close_fds = sorted(_consumer_fds - {boot.arena.fd})
+        began = time.perf_counter()
         proc = start.start_process(self.method, worker.main, boot, self._names[w])
+        self.start_s = time.perf_counter() - began
+        self.waited_s = 0.0
         self.procs.append(proc)
         self._owner[proc.sentinel] = w
         self._epoll.register(proc.sentinel, select.EPOLLIN)
@@ -185,6 +197,11 @@ class WorkerPool:
             for sock in self._their_ends:  # every child has its copy now
                 sock.close()
         return True
+
+    @property
+    def pending(self) -> bool:
+        """Whether a worker that should run now has not been started yet."""
+        return len(self.procs) < min(self.workers, len(self._boots)) and not self.closed
 
     @property
     def pids(self) -> list[int]:
