@@ -118,7 +118,8 @@ def test_close_stops_a_worker_stuck_in_a_long_batch():
 
 
 def test_break_then_garbage_collection_stops_the_workers():
-    ld = loader(sources_proc.Pids(n=50))
+    # Slow enough that the first batch's wait starts both workers (pool.py).
+    ld = loader(sources.Slow(sleep=0.05, n=50))
     for _ in ld:
         break
     pids = ld._feed.backend.pids
