@@ -113,6 +113,7 @@ class Governor:
         self._stride = 1  # auto: batches between checks, from the last window
         self._window: tuple[float, tuple[float, ...]] | None = None
         self._cpu = (0.0, 0.0)  # the machine's (idle, total) at the window's start
+        self._window_epochs = 0  # epochs begun when the window started
         self._warned = False
         self._budget = self.queue + self.workers
         self.traces: list[tuple[TraceRing, str | os.PathLike[str]]] = []
@@ -170,6 +171,7 @@ class Governor:
         if self._window is None:
             self._window = (now, figures)
             self._cpu = tune.cpu_times()
+            self._window_epochs = self._stats.epochs
             return
         start, before = self._window
         span = now - start
@@ -182,9 +184,11 @@ class Governor:
         elapsed = d[5] if d[5] > 0 else span
         cpu = tune.cpu_times()
         idle = (cpu[0] - self._cpu[0]) / max(cpu[1] - self._cpu[1], 1e-9)
+        epochs = self._stats.epochs
         window = tune.Window(elapsed, int(d[0]), d[1], d[2], d[3], int(d[4]),
-                             self.workers, min(idle * _CPUS, self.cores))  # fmt: skip
-        self._window, self._cpu = (now, figures), cpu
+                             self.workers, min(idle * _CPUS, self.cores),
+                             epochs != self._window_epochs)  # fmt: skip
+        self._window, self._cpu, self._window_epochs = (now, figures), cpu, epochs
         # About 16 checks per window: a cheap source (thousands of batches a
         # second) then pays a clock read every few dozen batches, not every one.
         self._stride = max(1, min(_MAX_STRIDE, window.batches // 16))

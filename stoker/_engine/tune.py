@@ -83,6 +83,9 @@ class Window(NamedTuple):
         nbytes: bytes of array data delivered.
         workers: workers in force during the span.
         idle_cores: cores of the machine that sat idle on average (``cpu_times``).
+        epoch_start: an epoch began in the span. Its first batches find the queue
+            empty whatever the count (the pipeline refills), so such a window
+            neither judges an increase nor asks for one past the estimate.
     """
 
     elapsed_s: float
@@ -93,6 +96,7 @@ class Window(NamedTuple):
     nbytes: int
     workers: int
     idle_cores: float = math.nan  # cores the machine left idle (NaN: unknown)
+    epoch_start: bool = False  # an epoch began inside the span
 
     @property
     def wait_fraction(self) -> float:
@@ -269,6 +273,9 @@ class Controller:
             return self._judge_switch(w)
         before, self._before = self._before, None
         waits = w.wait_fraction > WAIT_TARGET
+        if before is not None and waits and w.epoch_start:
+            self._before = before  # judged on the next window (Window.epoch_start)
+            return None
         if before is not None and waits:
             gain = w.throughput / max(before[1], 1e-12) - 1.0
             # Batches that got much slower while the workers together burned under
@@ -287,7 +294,7 @@ class Controller:
                     f"throughput (under {MIN_GAIN:.0%}): kept {before[0]}",
                 )
         need = math.ceil(produce / w.step_s * 1.1)
-        if waits and self.workers < cap:
+        if waits and self.workers < cap and (need > self.workers or not w.epoch_start):
             if need > self.workers:
                 new = max(self.workers + 1, min(need, GROW_FACTOR * self.workers, cap))
                 why = (

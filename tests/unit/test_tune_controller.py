@@ -82,6 +82,23 @@ def test_grows_past_the_estimate_while_the_loop_waits_and_more_pays():
     assert last.wait_fraction <= 0.1
 
 
+def test_an_epoch_start_alone_does_not_grow_or_judge():
+    # At the estimate, a window whose waits come from an epoch start (the queue
+    # refills) asks for nothing; a grown count is judged on the window after it.
+    ctl = Controller("thread", 14, cores=2, max_memory=10**9, queue=10)
+    refill = model(14, produce_s=0.05, step_s=0.005)._replace(
+        wait_s=0.1, epoch_start=True
+    )
+    assert ctl.observe(refill) is None
+    grow = ctl.observe(model(14, produce_s=0.05, step_s=0.005, efficiency=0.6))
+    assert grow is not None and grow.new > 14
+    assert ctl.observe(model(ctl.workers, produce_s=0.05, step_s=0.005)) is None
+    low = model(ctl.workers, produce_s=0.05, step_s=0.005, efficiency=0.1)
+    assert ctl.observe(low._replace(epoch_start=True)) is None  # not judged on it
+    undo = ctl.observe(low)
+    assert undo is not None and undo.new == 14 and "added" in undo.why
+
+
 def test_threads_go_past_the_cores_processes_do_not():
     threads = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
     converge(threads, produce_s=0.05, step_s=0.001)
