@@ -47,3 +47,24 @@ def test_the_readme_example_runs_as_written(tmp_path, processes):
         ("0", "100", "1"),
         ("1", "200", "2"),
     ]
+
+
+@pytest.mark.timeout(120)
+def test_the_readme_auto_example_runs_as_written(tmp_path):
+    """The ``workers="auto"`` block, after the first block's imports and source."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert 'workers="auto"' in blocks[1]
+    script = tmp_path / "auto.py"
+    script.write_text(blocks[0].split("loader = stoker.Loader")[0] + blocks[1])
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    *stats, tuning = out.stdout.splitlines()
+    assert [STATS_LINE.fullmatch(line) is not None for line in stats] == [True] * 3
+    assert tuning.startswith("[{'at_batch': ") and "'setting': 'workers'" in tuning
