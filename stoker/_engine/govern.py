@@ -209,7 +209,7 @@ class Governor:
             # the tiny workload lost a third of its throughput at 2).
             queue = max(
                 DEFAULT_MAX_QUEUE_SIZE,
-                tune.queue_for_jitter(mean, p95, window.step_s, self.workers),
+                tune.queue_for(mean, p95, window.step_s, self.workers),
             )
             slots = tune.memory_slots(self.max_memory, window.batch_bytes)
             queue = min(queue, slots - self.workers)

@@ -69,6 +69,8 @@ GIL_IDLE_CORES = 0.5
 START_WORKERS = 2
 # Bounds of max_queue_size="auto": Keras' default 10 sits inside.
 MIN_QUEUE, MAX_QUEUE = 2, 32
+# Batches cheaper than this (mean produce time) cost mostly their hand-off.
+CHEAP_BATCH_S = 0.0005
 
 
 class Window(NamedTuple):
@@ -185,6 +187,21 @@ def queue_for_jitter(mean_s: float, p95_s: float, step_s: float, workers: int) -
     spread = max(p95_s - mean_s, 0.0)
     need = math.ceil(spread / max(step_s, 1e-6)) + 2
     return max(MIN_QUEUE, min(MAX_QUEUE, need, max(MIN_QUEUE, 4 * workers)))
+
+
+def queue_for(mean_s: float, p95_s: float, step_s: float, workers: int) -> int:
+    """``max_queue_size="auto"`` before the memory budget: :func:`queue_for_jitter`,
+    and ``MAX_QUEUE`` for cheap batches (mean under ``CHEAP_BATCH_S``).
+
+    Why cheap batches get the longest queue: their cost is the hand-off, and a
+    worker that finds no free place in the queue sleeps and is woken per batch;
+    with room to run ahead it rarely sleeps. Measured on the tiny workload (2
+    threads): 5.4 us per batch with a queue of 10, 4.3-4.9 us with 32. The memory
+    budget still bounds it (``Governor``).
+    """
+    if 0 < mean_s < CHEAP_BATCH_S:
+        return MAX_QUEUE
+    return queue_for_jitter(mean_s, p95_s, step_s, workers)
 
 
 class Controller:

@@ -212,6 +212,12 @@ def test_no_switch_when_the_loop_does_not_wait():
     assert ctl.mode == "thread"
 
 
+def test_cheap_batches_get_the_longest_queue():
+    assert tune.queue_for(0.00001, 0.00002, 0.000005, 2) == tune.MAX_QUEUE
+    assert tune.queue_for(0.01, 0.01, 0.01, 4) == tune.MIN_QUEUE  # not cheap
+    assert tune.queue_for(0.0, 0.0, 0.01, 4) == tune.MIN_QUEUE  # nothing measured
+
+
 def test_queue_for_jitter_is_bounded():
     assert tune.queue_for_jitter(0.01, 0.01, 0.01, 4) == tune.MIN_QUEUE
     assert tune.queue_for_jitter(0.01, 0.05, 0.005, 4) == 10
