@@ -88,3 +88,18 @@ def test_fixed_settings_are_checked_at_powers_of_two():
     for _ in range(100):
         _batch(gov, now, wait=0.0, produce=0.001, step=0.001)
     assert checks == [1, 2, 4, 8, 16, 32, 64]
+
+
+def test_the_auto_queue_grows_for_jitter_and_does_not_breathe_with_the_step():
+    now, stats, feed, gov = _setup(workers=4, max_queue_size="auto")
+    stats.epoch_started()
+    # Batches of 10 ms, one in five 100 ms, behind a 1 ms step: the queue grows.
+    for k in range(200):
+        _batch(gov, now, wait=0.0, produce=0.1 if k % 5 == 0 else 0.01, step=0.001)
+    grown = gov.queue
+    assert grown > 10
+    # The machine gets busy and the measured step with it: the queue stays.
+    for k in range(400):
+        _batch(gov, now, wait=0.0, produce=0.1 if k % 5 == 0 else 0.01, step=0.04)
+    assert gov.queue == grown
+    assert [d["setting"] for d in stats.summary()["tuning"]] == ["max_queue_size"]
