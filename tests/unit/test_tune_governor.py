@@ -91,7 +91,7 @@ def test_fixed_settings_are_checked_at_powers_of_two():
 
 
 def test_the_auto_queue_grows_for_jitter_and_does_not_breathe_with_the_step():
-    now, stats, feed, gov = _setup(workers=4, max_queue_size="auto")
+    now, stats, _, gov = _setup(workers=8, max_queue_size="auto")
     stats.epoch_started()
     # Batches of 10 ms, one in five 100 ms, behind a 1 ms step: the queue grows.
     for k in range(200):
