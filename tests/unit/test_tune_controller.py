@@ -99,6 +99,19 @@ def test_an_epoch_start_alone_does_not_grow_or_judge():
     assert undo is not None and undo.new == 14 and "added" in undo.why
 
 
+def test_batches_that_slow_with_more_workers_grow_a_quarter_at_a_time():
+    # 2 threads: 16 ms batches (a quarter of it on the CPU) behind a 3 ms step, the
+    # loop waits: grow on the estimate. Then each batch takes 64 ms (the threads
+    # contend for the CPU) and throughput rose a little: the next step is a quarter
+    # more, not the 64 ms estimate.
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    grow = ctl.observe(Window(1.0, 120, 0.6, 120 * 0.016, 120 * 0.004, 1000, 2))
+    assert grow is not None and grow.new == 6
+    assert ctl.observe(Window(1.0, 130, 0.5, 130 * 0.064, 1.6, 1000, 6)) is None
+    step = ctl.observe(Window(1.0, 140, 0.4, 140 * 0.064, 1.6, 1000, 6))
+    assert step is not None and step.new == 8 and "contend" in step.why
+
+
 def test_threads_go_past_the_cores_processes_do_not():
     threads = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
     converge(threads, produce_s=0.05, step_s=0.001)
