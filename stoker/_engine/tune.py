@@ -8,7 +8,10 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
   estimate ``produce time / step time`` (the workers that would keep up), at most
   ``GROW_FACTOR`` times the count per window; once the count matches the estimate
   and the loop still waits, a quarter more (the spread of produce times leaves gaps
-  the mean does not show), kept only if it pays. The window right after an increase
+  the mean does not show), kept only if it pays. A quarter at a time as well when
+  the last increase made each batch much slower while the workers burned CPU (they
+  contend: the estimate from the slower batches would overshoot), and past a
+  ceiling that was found at this batch cost. The window right after an increase
   is skipped: it holds the new workers' start-up.
 - **Workers stop** when the wait fraction is under ``WAIT_TARGET``, or when the last
   increase added less than ``MIN_GAIN``: that increase is undone and the count is
@@ -240,6 +243,8 @@ class Controller:
         self._idle = 0  # idle windows in a row
         self._hold = 0  # windows left before the ceiling is tried again
         self._holds = 0  # ceilings found so far: each waits twice as long
+        # A ceiling was found at this batch cost: past it, grow a quarter at a time.
+        self._bounded = False
         # After a move to processes: the threads' (workers, throughput), to judge it.
         self._on_threads: tuple[int, float] | None = None
 
@@ -261,6 +266,7 @@ class Controller:
             # The source changed speed (a new phase, another file system): the
             # ceiling found for the old cost says nothing about the new one.
             self.ceiling = self._hard_cap()
+            self._bounded = False
         elif self.ceiling < self._hard_cap():
             self._hold -= 1
             if self._hold <= 0:  # try again now and then: the source may change
@@ -303,6 +309,7 @@ class Controller:
             slower = produce > 1.5 * before[2] and w.cpu_s < 0.5 * w.elapsed_s
             contended = produce > 1.5 * before[2] and not slower
             if gain < MIN_GAIN and not slower:
+                self._bounded = True
                 self.ceiling = before[0]
                 self._ceiling_produce_s = before[2]
                 self._holds += 1
@@ -314,13 +321,13 @@ class Controller:
                 )
         need = math.ceil(produce / w.step_s * 1.1)
         if waits and self.workers < cap and (need > self.workers or not w.epoch_start):
-            if need > self.workers and not contended:
+            if need > self.workers and not contended and not self._bounded:
                 new = max(self.workers + 1, min(need, GROW_FACTOR * self.workers, cap))
                 why = (
                     f"{produce * 1e3:.1f} ms per batch against a "
                     f"{w.step_s * 1e3:.2f} ms step needs about {need} workers"
                 )
-            elif contended:
+            elif contended or self._bounded:
                 # The last increase paid, but each batch got slower with it while
                 # the workers burned CPU: they contend for the cores or the GIL, and
                 # an estimate from the slower batches would overshoot (measured on
@@ -330,8 +337,9 @@ class Controller:
                 why = (
                     f"batches took {produce / before[2]:.1f}x longer after the last "
                     "increase (the workers contend for CPU): trying a quarter more"
-                    if before is not None
-                    else "trying a quarter more"
+                    if contended and before is not None
+                    else f"more than {self.workers} did not pay before: trying a "
+                    "quarter more"
                 )
             else:
                 # As many workers as the mean asks, and the loop still waits: the

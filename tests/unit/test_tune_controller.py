@@ -139,6 +139,16 @@ def test_stops_when_one_more_worker_adds_too_little():
     assert len(retries) <= 4
 
 
+def test_past_a_ceiling_it_tries_a_quarter_more_not_the_estimate():
+    ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
+    decisions = converge(ctl, produce_s=0.01, step_s=0.001, parallel=1, cpu_share=0.9)
+    grow, undo, *retries = decisions
+    assert grow.new > 4 and undo.new == 2
+    tries = [d for d in retries if d.new > d.old]
+    assert tries and all(d.new <= 3 for d in tries), tries  # ceil(2 * 1.25)
+    assert all("did not pay before" in d.why for d in tries)
+
+
 def test_tries_again_when_the_source_changes_speed():
     ctl = Controller("thread", 2, cores=8, max_memory=10**9, queue=10)
     converge(ctl, produce_s=0.01, step_s=0.001, parallel=2, cpu_share=0.9)
