@@ -219,7 +219,9 @@ class Governor:
             queue = max(queue, self.queue)
             slots = tune.memory_slots(self.max_memory, window.batch_bytes)
             queue = min(queue, slots - self.workers)
-            if queue > self.queue + 1 or queue < self.queue:
+            # Growth by a quarter at least: +2 every window only fills the log.
+            grown = queue >= max(self.queue + 2, self.queue * 5 // 4)
+            if grown or queue < self.queue:
                 why = (
                     f"produce time mean {mean * 1e3:.1f} ms, p95 {p95 * 1e3:.1f} ms "
                     f"against a {window.step_s * 1e3:.2f} ms step"
