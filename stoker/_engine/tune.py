@@ -22,7 +22,9 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
   good.
 - **Workers shrink** when they sit idle: for ``IDLE_WINDOWS`` windows in a row the
   loop did not wait and the workers spent under ``1 / SHRINK_SLACK`` of their time
-  producing.
+  producing; never below a count that was grown from because the loop waited at
+  this batch cost (measured on the big workload: 3 -> 1 by the busy share, then
+  waits and growth again, every second).
 - **Threads or processes:** threads may go far past the core count (an I/O-bound
   source overlaps waits: the seed's latency case wants 8 to 64); processes stay
   within the usable cores (affinity and the cgroup's ``cpu.max``). A switch from
@@ -245,6 +247,9 @@ class Controller:
         self._holds = 0  # ceilings found so far: each waits twice as long
         # A ceiling was found at this batch cost: past it, grow a quarter at a time.
         self._bounded = False
+        # Fewest workers that did not leave the loop waiting at this batch cost: a
+        # shrink stops there (idle by the busy share, yet one fewer made it wait).
+        self._floor = 1
         # After a move to processes: the threads' (workers, throughput), to judge it.
         self._on_threads: tuple[int, float] | None = None
 
@@ -267,6 +272,7 @@ class Controller:
             # ceiling found for the old cost says nothing about the new one.
             self.ceiling = self._hard_cap()
             self._bounded = False
+            self._floor = 1
         elif self.ceiling < self._hard_cap():
             self._hold -= 1
             if self._hold <= 0:  # try again now and then: the source may change
@@ -311,6 +317,7 @@ class Controller:
             if gain < MIN_GAIN and not slower:
                 self._bounded = True
                 self.ceiling = before[0]
+                self._floor = min(self._floor, before[0])
                 self._ceiling_produce_s = before[2]
                 self._holds += 1
                 self._hold = 2 ** min(self._holds + 1, 10)
@@ -354,6 +361,7 @@ class Controller:
                     "waits remain: trying more"
                 )
             self._before = (self.workers, w.throughput, produce)
+            self._floor = max(self._floor, min(self.workers + 1, new))
             self._settling = True
             return self._set(
                 new, f"the loop waited {w.wait_fraction:.0%} of the time; {why}"
@@ -363,7 +371,7 @@ class Controller:
         self._idle = self._idle + 1 if idle else 0
         if self._idle >= IDLE_WINDOWS:
             self._idle = 0
-            new = max(1, math.ceil(self.workers * busy * 1.5))
+            new = max(self._floor, math.ceil(self.workers * busy * 1.5))
             if new < self.workers:
                 return self._set(
                     new,

@@ -178,6 +178,18 @@ def test_shrinks_idle_workers():
     assert model(ctl.workers, produce_s=0.001, step_s=0.01).wait_fraction == 0
 
 
+def test_does_not_shrink_below_a_count_that_left_the_loop_waiting():
+    ctl = Controller("thread", 1, cores=2, max_memory=10**9, queue=10)
+    # 1 worker: 3.3 ms batches behind a 2.4 ms step, the loop waits 26%.
+    grow = ctl.observe(Window(1.0, 300, 0.26, 300 * 0.0033, 0.3, 1000, 1))
+    assert grow is not None and grow.new == 2
+    ctl.observe(Window(1.0, 400, 0.0, 400 * 0.0008, 0.3, 1000, 2))  # settling
+    # 2 workers now idle most of the time (batches got cheaper): no shrink to 1.
+    idle = [ctl.observe(Window(1.0, 400, 0.0, 400 * 0.0008, 0.3, 1000, 2))
+            for _ in range(2 * tune.IDLE_WINDOWS)]  # fmt: skip
+    assert idle == [None] * len(idle) and ctl.workers == 2
+
+
 def test_never_exceeds_the_memory_budget():
     # 10 MB batches, 200 MB budget, queue 10: at most 10 workers on top of the queue.
     ctl = Controller("thread", 2, cores=2, max_memory=200 * 10**6, queue=10)
