@@ -1,6 +1,12 @@
 """The sweep as a PNG: throughput (and speedup) against workers, one line per loader
 and mode, next to the CPU seconds each setting burned.
 
+A setting with "auto" in it has no worker count of its own: it is drawn as a star
+at the pool it ended with (its median run), labelled ``auto``, with a dotted
+horizontal line at its throughput. The star answers "what did auto choose", the line
+"which fixed settings did it beat", which is the question a reader brings to a sweep
+with auto in it.
+
 matplotlib is an optional extra (``stoker[charts]``), imported only when a chart is
 drawn, with the non-interactive Agg backend so it works on a headless machine.
 """
@@ -11,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from stoker import ConfigError
-from stoker.bench.report import rows
+from stoker.bench.report import is_auto, rows
 from stoker.bench.sweep import SweepResult
 
 _COLORS = {"stoker": "tab:blue", "keras": "tab:red", "torch": "tab:orange"}
 _STYLES = {"thread": "-", "process": "--"}
 _MARKERS = "osD^v"
+_AUTO_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
 def _pyplot() -> Any:
@@ -51,8 +58,14 @@ def draw(result: SweepResult, path: str | Path) -> Path:
     table = rows(result)
     base = table[0]
     lines: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    autos: list[dict[str, Any]] = []
     for r in table[1:]:
-        if r["status"] == "ok":
+        if r["status"] != "ok":
+            continue
+        if is_auto(r):
+            if isinstance(r["tuned_workers"], int):
+                autos.append(r)
+        else:
             lines.setdefault((r["loader"], r["mode"], r["queue"]), []).append(r)
     queues = sorted({q for _, _, q in lines})
     fig, (ax, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -74,13 +87,18 @@ def draw(result: SweepResult, path: str | Path) -> Path:
             ax.errorbar(xs, ys, yerr=err, capsize=3, label=label, **style)
             cpu = [r["user_s"] + r["sys_s"] for r in points]
             ax_cpu.plot(xs, cpu, label=label, **style)
-        workers = sorted({r["workers"] for pts in lines.values() for r in pts})
+        for i, r in enumerate(autos):
+            _draw_auto(ax, ax_cpu, r, _AUTO_COLORS[i % len(_AUTO_COLORS)])
+        fixed = sorted({r["workers"] for pts in lines.values() for r in pts})
+        # The ideal line spans the fixed points only: drawn out to a pool of 32 that
+        # auto chose, it would squash every measured point to the bottom.
+        workers = sorted({*fixed, *(r["tuned_workers"] for r in autos)})
         serial_bps = base["batches_per_s"]
         if serial_bps:
             ax.axhline(serial_bps, color="gray", linewidth=1, label="serial loop")
             ax.plot(
-                workers,
-                [serial_bps * w for w in workers],
+                fixed,
+                [serial_bps * w for w in fixed],
                 color="gray",
                 linestyle=":",
                 label="ideal (serial x workers)",
@@ -117,6 +135,23 @@ def draw(result: SweepResult, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def _draw_auto(ax: Any, ax_cpu: Any, r: dict[str, Any], color: str) -> None:
+    """One auto row: a star at the pool it ended with, a line at its throughput."""
+    x, y = r["tuned_workers"], r["batches_per_s"]
+    label = (
+        f"stoker auto ({r['mode']} W={r['workers']} Q={r['queue']}) "
+        f"ended {r['tuned_mode']} W={x} Q={r['tuned_queue']}"
+    )
+    err = [[y - r["batches_per_s_min"]], [r["batches_per_s_max"] - y]]
+    ax.errorbar([x], [y], yerr=err, capsize=3, color=color, marker="*",
+                markersize=16, linestyle="none", label=label, zorder=5)  # fmt: skip
+    ax.axhline(y, color=color, linestyle=":", linewidth=1)
+    ax.annotate("auto", (x, y), textcoords="offset points", xytext=(8, 6),
+                color=color, fontsize="small")  # fmt: skip
+    ax_cpu.plot([x], [r["user_s"] + r["sys_s"]], color=color, marker="*",
+                markersize=16, linestyle="none", label=label)  # fmt: skip
 
 
 def draw_scaling(

@@ -22,7 +22,13 @@ import os
 from collections.abc import Generator
 from typing import Any
 
-from stoker.bench.runners import BATCH_TIMEOUT_S, Availability, Runner, Setting
+from stoker.bench.runners import (
+    BATCH_TIMEOUT_S,
+    Availability,
+    Runner,
+    Setting,
+    fixed,
+)
 
 # Keras 3 picks its backend at import; torch is the one this project installs.
 _KERAS_BACKEND_DEFAULT = "torch"
@@ -65,9 +71,9 @@ class KerasRunner(Runner):
 
         dataset = _pydataset_class()(
             source,
-            workers=setting.workers,
+            workers=fixed(setting.workers, "workers"),
             use_multiprocessing=setting.mode == "process",
-            max_queue_size=setting.queue,
+            max_queue_size=fixed(setting.queue, "max_queue_size"),
         )
         adapter = PyDatasetAdapter(dataset, shuffle=False)
         adapter.on_epoch_begin()
@@ -121,12 +127,13 @@ class TorchRunner(Runner):
     ) -> Generator[Any, None, None]:
         from torch.utils.data import DataLoader
 
-        prefetch = math.ceil(setting.queue / setting.workers) + 1
+        workers = fixed(setting.workers, "workers")
+        prefetch = math.ceil(fixed(setting.queue, "max_queue_size") / workers) + 1
         extras["prefetch_factor"] = prefetch
         loader = DataLoader(
             source,
             batch_size=None,
-            num_workers=setting.workers,
+            num_workers=workers,
             prefetch_factor=prefetch,
             persistent_workers=False,
             timeout=BATCH_TIMEOUT_S,
