@@ -8,7 +8,8 @@
 - torch ``DataLoader(source, batch_size=None, num_workers=W)`` on the same source
   object. torch has only process workers, so its rows are always ``process`` mode.
   ``prefetch_factor`` is ``ceil(Q / W) + 1`` so that its batches in flight
-  (``prefetch_factor * W``) match stoker's bound of ``Q + W``.
+  (``prefetch_factor * W``) match stoker's bound of ``Q + W``. ``workers=0`` is
+  torch's own default: batches are loaded in the training loop's process, no worker.
 
 Both libraries are optional and imported only here, lazily; a missing one is reported
 with the pip command, never raised.
@@ -128,16 +129,19 @@ class TorchRunner(Runner):
         from torch.utils.data import DataLoader
 
         workers = fixed(setting.workers, "workers")
-        prefetch = math.ceil(fixed(setting.queue, "max_queue_size") / workers) + 1
-        extras["prefetch_factor"] = prefetch
-        loader = DataLoader(
-            source,
-            batch_size=None,
-            num_workers=workers,
-            prefetch_factor=prefetch,
-            persistent_workers=False,
-            timeout=BATCH_TIMEOUT_S,
-        )
+        if workers == 0:  # torch's default: no worker process, no prefetching
+            loader = DataLoader(source, batch_size=None)
+        else:
+            prefetch = math.ceil(fixed(setting.queue, "max_queue_size") / workers) + 1
+            extras["prefetch_factor"] = prefetch
+            loader = DataLoader(
+                source,
+                batch_size=None,
+                num_workers=workers,
+                prefetch_factor=prefetch,
+                persistent_workers=False,
+                timeout=BATCH_TIMEOUT_S,
+            )
         it = iter(loader)
         try:
             yield from it
