@@ -1,11 +1,12 @@
-# Run: .venv/bin/python benchmarks/autotune.py   (about 3 min; --quick: about 1 min;
-#      --only latency,tiny to pick workloads). Issue 14's targets, in one run each.
-# Last run (2026-11-29 10:41, --repeat 3, 2 vCPUs at load 8.6 from other jobs: the
-# fixed points moved by up to 40% between repeats; table in docs/benchmarks.md),
-# auto / best fixed point, batches/s over two short epochs (second epoch alone):
-#   latency 0.65 (0.69), shift 0.54 (0.63), files 0.78, cpu 0.87 (processes 1.02),
-#   big 0.96, tiny 0.84; the earlier, quieter run: latency 0.90 (epoch 2 1.17x).
-#   Per batch: trace +0.10 us, governor +0.07 us fixed, +0.40 us auto.
+# Run: KERAS_BACKEND=torch .venv/bin/python benchmarks/autotune.py --repeat 3
+#      (--repeat 1: 3 min on 2 vCPUs, so about 9 min; --quick: half the batches;
+#      --only latency,tiny to pick workloads; --no-peers to skip Keras and torch).
+# Last run (2026-11-29 11:57, --repeat 1, 2 vCPUs shared with two other jobs; the
+# whole table in docs/benchmarks.md), batches/s over two epochs / best fixed point:
+#   auto: latency 0.77, shift 0.70, files 0.45, cpu 0.91 (processes 1.27),
+#   big 1.02, tiny 0.46 (tiny's fixed points moved 0.18-1.00 in the same run: noise);
+#   Keras PyDataset defaults / workers=2: latency 0.05 / 0.10, cpu 0.75 / 0.83;
+#   torch DataLoader num_workers=0 / 2: latency 0.05 / 0.10, cpu 0.73 / 0.55.
 """workers="auto" against the best fixed setting of a sweep, measured in the same run.
 
 Each workload runs two epochs behind a training loop that takes ``--step`` seconds

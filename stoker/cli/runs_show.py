@@ -129,7 +129,7 @@ def _ms(seconds: Any) -> str:
 def _in_force(st: dict[str, Any], su: dict[str, Any], key: str, end: str) -> str:
     """A setting as recorded at the start, or for an "auto" one where it ended."""
     if key not in (st.get("auto") or []):
-        return _num(st.get(end if key == "use_multiprocessing" else key))
+        return _num(st.get(key))
     value = su.get(end)
     return "auto" if value is None else f"auto: {_num(value)}"
 
