@@ -1,9 +1,11 @@
 """The sweep as a PNG: throughput (and speedup) against workers, one line per loader
 and mode, next to the CPU seconds each setting burned.
 
-A setting with "auto" in it has no worker count of its own: it is drawn as a star
-at the pool it ended with (its median run), labelled ``auto``, with a dotted
-horizontal line at its throughput. The star answers "what did auto choose", the line
+A setting with ``workers="auto"`` has no worker count of its own: it is drawn as a
+star at the pool it ended with (its median run), labelled ``auto``, with a dotted
+horizontal line at its throughput. Settings with fixed workers and an "auto" mode
+or queue are lines like the fixed ones (dash-dotted for ``use_multiprocessing=
+"auto"``). The star answers "what did auto choose", the line
 "which fixed settings did it beat", which is the question a reader brings to a sweep
 with auto in it.
 
@@ -17,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from stoker import ConfigError
-from stoker.bench.report import is_auto, rows
+from stoker.bench.report import rows
 from stoker.bench.sweep import SweepResult
 
 _COLORS = {"stoker": "tab:blue", "keras": "tab:red", "torch": "tab:orange"}
-_STYLES = {"thread": "-", "process": "--"}
+_STYLES = {"thread": "-", "process": "--", "auto": "-."}
 _MARKERS = "osD^v"
 _AUTO_COLORS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
@@ -57,20 +59,21 @@ def draw(result: SweepResult, path: str | Path) -> Path:
     path = Path(path)
     table = rows(result)
     base = table[0]
-    lines: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    lines: dict[tuple[str, str, Any], list[dict[str, Any]]] = {}
     autos: list[dict[str, Any]] = []
     for r in table[1:]:
         if r["status"] != "ok":
             continue
-        if is_auto(r):
+        if r["workers"] == "auto":
             if isinstance(r["tuned_workers"], int):
                 autos.append(r)
         else:
             lines.setdefault((r["loader"], r["mode"], r["queue"]), []).append(r)
-    queues = sorted({q for _, _, q in lines})
+    # str: "auto" may be among the queue sizes.
+    queues = sorted({q for _, _, q in lines}, key=str)
     fig, (ax, ax_cpu) = plt.subplots(1, 2, figsize=(12, 4.8))
     try:
-        for (loader, mode, queue), points in sorted(lines.items()):
+        for (loader, mode, queue), points in sorted(lines.items(), key=str):
             points.sort(key=lambda r: r["workers"])
             xs = [r["workers"] for r in points]
             ys = [r["batches_per_s"] for r in points]
@@ -79,6 +82,8 @@ def draw(result: SweepResult, path: str | Path) -> Path:
                 [r["batches_per_s_max"] - r["batches_per_s"] for r in points],
             ]
             label = f"{loader} {mode}" + (f" Q={queue}" if len(queues) > 1 else "")
+            if mode == "auto":
+                label = f"{loader} use_multiprocessing=auto" + label[len(loader) + 5 :]
             style = {
                 "color": _COLORS.get(loader, "tab:green"),
                 "linestyle": _STYLES.get(mode, ":"),

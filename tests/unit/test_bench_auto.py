@@ -215,3 +215,18 @@ def test_bad_auto_lists_are_usage_errors(value, fragment):
     assert fragment in result.output
     result = invoke("tiny", "--queue", value)
     assert result.exit_code == 2 and fragment in result.output
+
+
+def test_chart_draws_auto_queues_and_modes_beside_numbers(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = bench.sweep(
+        bench.make_workload("tiny", batches=20),
+        workers=[1, "auto"],
+        modes=["thread", "auto"],
+        queues=[10, "auto"],
+        repeat=1,
+    )
+    assert len(result.results) == 8
+    assert all(r.status == "ok" for r in result.results), result.notes
+    path = bench.draw_chart(result, tmp_path / "c.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
