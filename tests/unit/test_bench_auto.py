@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -16,8 +17,9 @@ from stoker.cli import main
 pytestmark = pytest.mark.timeout(90)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# 5 ms per batch and a consumer that never pauses: the loop waits, so auto grows.
-QUICK = ["latency", "--latency", "0.005", "--batches", "24", "--no-track"]
+# 10 ms per batch and a consumer that never pauses: the loop waits, so auto grows
+# within the run's 48 batches.
+QUICK = ["latency", "--latency", "0.01", "--batches", "48", "--no-track"]
 
 
 def invoke(*args: str):
@@ -45,6 +47,7 @@ def test_auto_is_a_row_of_its_own_with_where_it_ended(tmp_path):
     assert "of the fastest fixed setting; ended at thread workers=" in out
     # the fastest *fixed* setting: auto is measured against it, never named as it
     assert "fastest stoker setting: thread workers=1 max_queue_size=10" in out
+    assert "auto (thread workers=auto max_queue_size=10): " in out
     assert chart.read_bytes()[:8] == PNG_MAGIC
 
     rows = json.loads(js.read_text())["results"]
@@ -64,16 +67,23 @@ def test_auto_is_a_row_of_its_own_with_where_it_ended(tmp_path):
         assert tuned["workers"] == _ended(tuned["tuning"], start=2)
         for d in tuned["tuning"]:
             assert {"at_batch", "setting", "from", "to", "why"} <= set(d)
+    assert any(s["tuned"]["decisions"] for s in auto["samples"]), auto["samples"]
     median = [s["tuned"] for s in auto["samples"]]
     assert auto["tuned_workers"] in [t["workers"] for t in median]
     assert auto["efficiency"] == pytest.approx(auto["speedup"] / auto["tuned_workers"])
     assert "tuned" not in auto["extras"]  # per sample, not repeated
 
-    result = invoke(*args, "--no-chart", "--csv", "-o", str(csv_path))
+    csv_args = [*QUICK, "--workers", "auto", "--mode", "thread", "--repeat", "1"]
+    result = invoke(*csv_args, "--no-chart", "--csv", "-o", str(csv_path))
     assert result.exit_code == 0, result.output
-    header, *lines = csv_path.read_text().splitlines()
-    assert header.split(",") == list(ROW_FIELDS)
-    assert lines[2].startswith("stoker,thread,auto,10,ok,")
+    with csv_path.open() as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames or ()) == ROW_FIELDS
+        serial, row = list(reader)
+    assert (row["loader"], row["mode"], row["workers"]) == ("stoker", "thread", "auto")
+    assert (row["tuned_mode"], row["tuned_queue"]) == ("thread", "10")
+    assert int(row["tuned_workers"]) >= 2 and row["tuning_decisions"].isdigit()
+    assert serial["tuned_workers"] == ""  # fixed rows leave them empty
 
 
 def test_auto_queue_and_auto_mode_are_points_too():
@@ -146,7 +156,13 @@ def _lanes(events):
 def test_trace_writes_one_valid_trace_per_setting(tmp_path):
     folder = tmp_path / "traces"  # created by the command
     result = invoke(
-        *QUICK,
+        # 10 ms batches, 48 of them: long enough for auto to decide within the run
+        "latency",
+        "--latency",
+        "0.01",
+        "--batches",
+        "48",
+        "--no-track",
         "--workers",
         "2,auto",
         "--mode",
@@ -156,8 +172,17 @@ def test_trace_writes_one_valid_trace_per_setting(tmp_path):
         "--no-chart",
         "--trace",
         str(folder),
+        "--json",
+        "-o",
+        str(tmp_path / "r.json"),
     )
     assert result.exit_code == 0, result.output
+    tuned = {
+        f"{r['mode']}-wauto-q10.trace.json": r["samples"][0]["tuned"]["tuning"]
+        for r in json.loads((tmp_path / "r.json").read_text())["results"]
+        if r["workers"] == "auto"
+    }
+    assert any(tuned.values()), "auto decided nothing: the trace check is vacuous"
     names = sorted(p.name for p in folder.iterdir())
     assert names == [
         "process-w2-q10.trace.json",
@@ -177,16 +202,24 @@ def test_trace_writes_one_valid_trace_per_setting(tmp_path):
                 assert isinstance(e["ts"], (int, float)), e
             if e["ph"] == "X":
                 assert e["dur"] >= 0, e
+            if e["ph"] == "C":
+                assert all(isinstance(v, (int, float)) for v in e["args"].values())
+            if e["ph"] == "i":
+                assert e["s"] in {"g", "p", "t"}, e
         lanes = _lanes(events)
         workers = {tid for tid, lane in lanes.items() if lane.startswith("worker ")}
         assert "consumer (training loop)" in lanes.values()
         assert workers, lanes
         spans = [e for e in events if e["ph"] == "X" and e["tid"] in workers]
         # every batch of the run is a span on a worker's lane
-        assert len(spans) == 24, (name, len(spans))
+        assert len(spans) == 48, (name, len(spans))
         assert {e["tid"] for e in spans} <= workers
         if name.startswith("thread-w2"):
             assert len(workers) <= 2
+        # the decisions of that run, as instant events with their why
+        instants = [e for e in events if e["ph"] == "i" and e.get("cat") == "tuning"]
+        expected = tuned.get(name, [])
+        assert [e["args"]["why"] for e in instants] == [d["why"] for d in expected]
 
 
 def test_trace_needs_a_folder_it_can_write(tmp_path):
