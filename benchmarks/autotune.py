@@ -1,11 +1,12 @@
-# Run: .venv/bin/python benchmarks/autotune.py   (about 3 min; --quick: about 1 min;
-#      --only latency,tiny to pick workloads). Issue 14's targets, in one run each.
-# Last run (2026-11-29 10:41, --repeat 3, 2 vCPUs at load 8.6 from other jobs: the
-# fixed points moved by up to 40% between repeats; table in docs/benchmarks.md),
-# auto / best fixed point, batches/s over two short epochs (second epoch alone):
-#   latency 0.65 (0.69), shift 0.54 (0.63), files 0.78, cpu 0.87 (processes 1.02),
-#   big 0.96, tiny 0.84; the earlier, quieter run: latency 0.90 (epoch 2 1.17x).
-#   Per batch: trace +0.10 us, governor +0.07 us fixed, +0.40 us auto.
+# Run: KERAS_BACKEND=torch .venv/bin/python benchmarks/autotune.py --repeat 3
+#      (--repeat 1: 3 min on 2 vCPUs, so about 9 min; --quick: half the batches;
+#      --only latency,tiny to pick workloads; --no-peers to skip Keras and torch).
+# Last run (2026-11-29 11:57, --repeat 1, 2 vCPUs shared with two other jobs; the
+# whole table in docs/benchmarks.md), batches/s over two epochs / best fixed point:
+#   auto: latency 0.77, shift 0.70, files 0.45, cpu 0.91 (processes 1.27),
+#   big 1.02, tiny 0.46 (tiny's fixed points moved 0.18-1.00 in the same run: noise);
+#   Keras PyDataset defaults / workers=2: latency 0.05 / 0.10, cpu 0.75 / 0.83;
+#   torch DataLoader num_workers=0 / 2: latency 0.05 / 0.10, cpu 0.73 / 0.55.
 """workers="auto" against the best fixed setting of a sweep, measured in the same run.
 
 Each workload runs two epochs behind a training loop that takes ``--step`` seconds
@@ -15,6 +16,15 @@ sweep and for ``workers="auto", max_queue_size="auto", use_multiprocessing="auto
 per second over both epochs (the first includes auto's convergence), the second
 epoch alone, and for auto the time and batch of its last decision (convergence) and
 the settings it ended with.
+
+For comparison, in the same run and behind the same training step: Keras
+``PyDataset`` at its defaults (``workers=1``, threads: Keras' serial path) and at
+``workers=cores`` (threads; processes for ``cpu``, the GIL-bound one, as the seed's
+article advises), and torch ``DataLoader`` at its default (``num_workers=0``) and at
+``num_workers=cores``, both through ``stoker.bench.peers`` (each epoch starts and stops
+its workers, as ``model.fit`` and a plain torch loop do). ``--no-peers`` skips them.
+The summary table at the end gives, per workload, auto's throughput over the best
+fixed stoker setting's, and each peer's over the same best.
 
 Workloads: stoker bench's built-ins (``latency`` at 50 ms, ``cpu``, ``big``,
 ``files``, ``tiny``) and ``shift``, a source that changes speed halfway through each
@@ -48,6 +58,9 @@ _QUEUES = (2, 32)
 _BATCHES = {"latency": 240, "shift": 160, "files": 48, "cpu": 48, "big": 96}
 _TINY_BATCHES = 20000
 _REPEAT = 1  # --repeat
+# The peers run where the issue asks for them; tiny measures stoker's own overhead.
+_PEER_WORKLOADS = ("latency", "shift", "files", "cpu", "big")
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
 
 
 class ShiftSource:
@@ -108,11 +121,60 @@ def _once(source: Any, step: float, **options: Any) -> dict[str, Any]:
     }
 
 
+def _peer_once(runner: Any, source: Any, step: float, setting: Any) -> dict[str, Any]:
+    """Two epochs of a peer, each its own ``iterate`` (the peer's workers start and
+    stop per epoch, as in ``model.fit`` and a torch loop without persistent workers)."""
+    times = [time.perf_counter()]
+    for _ in range(2):
+        for _ in runner.iterate(source, setting, {}):
+            if step:
+                time.sleep(step)
+        times.append(time.perf_counter())
+    n = len(source)
+    return {"all_bps": 2 * n / (times[2] - times[0]),
+            "epoch2_bps": n / (times[2] - times[1])}  # fmt: skip
+
+
+def _peers(
+    name: str, source: Any, step: float
+) -> list[tuple[str, dict[str, Any] | None]]:
+    """Keras PyDataset and torch DataLoader at their defaults and at workers=cores."""
+    from stoker.bench.peers import KerasRunner, TorchRunner
+    from stoker.bench.runners import Setting
+
+    keras_mode = "process" if name == "cpu" else "thread"  # the article's advice
+    plan = [
+        (KerasRunner(), "keras PyDataset defaults (workers=1, threads)",
+         Setting("keras", "thread", 1, 10)),
+        (KerasRunner(), f"keras PyDataset workers={_CORES} ({keras_mode}es)"
+         if keras_mode == "process" else f"keras PyDataset workers={_CORES} (threads)",
+         Setting("keras", keras_mode, _CORES, 10)),
+        (TorchRunner(), "torch DataLoader default (num_workers=0)",
+         Setting("torch", "process", 0, 10)),
+        (TorchRunner(), f"torch DataLoader num_workers={_CORES}",
+         Setting("torch", "process", _CORES, 10)),
+    ]  # fmt: skip
+    out = []
+    for runner, label, setting in plan:
+        status = runner.availability()
+        if not status.available:
+            print(f"# {label}: not run: {status.message}", file=sys.stderr)
+            out.append((label, None))  # keeps its column of the summary
+            continue
+        runs = [_peer_once(runner, source, step, setting) for _ in range(_REPEAT)]
+        runs.sort(key=lambda r: r["all_bps"])
+        out.append((label, runs[len(runs) // 2]))
+    return out
+
+
 def _label(mp: bool, workers: Any, queue: Any) -> str:
     return f"{'processes' if mp else 'threads'} w={workers} q={queue}"
 
 
-def bench(name: str, quick: bool, step: float) -> list[str]:
+def bench(
+    name: str, quick: bool, step: float, peers: bool, summary: list[str]
+) -> list[str]:
+    """The rows of one workload; appends its line of the summary table."""
     source = _source(name, quick)
     step = 0.0 if name == "tiny" else step
     fixed: list[tuple[str, dict[str, Any]]] = []
@@ -131,8 +193,10 @@ def bench(name: str, quick: bool, step: float) -> list[str]:
         autos.append(
             ("processes, auto", _run(source, step, use_multiprocessing=True, **auto))
         )
+    others = _peers(name, source, step) if peers and name in _PEER_WORKLOADS else []
     rows = []
-    for label, r in fixed:
+    ran = [(label, r) for label, r in others if r is not None]
+    for label, r in fixed + ran:
         mark = " (best)" if label == best_label else ""
         rows.append(
             f"| {name} | {label}{mark} | {r['all_bps']:.1f} | {r['epoch2_bps']:.1f} "
@@ -146,6 +210,18 @@ def bench(name: str, quick: bool, step: float) -> list[str]:
             f"{r['settled_s'] / r['first_epoch_s']:.0%} of epoch 1) "
             f"| {r['decisions']} |"
         )
+    ratios = [f"{r['all_bps'] / best['all_bps']:.2f} ({r['end']})" for _, r in autos]
+    # Peers in plan order: keras defaults, keras cores, torch default, torch cores.
+    cells = [
+        "not run" if r is None else f"{r['all_bps'] / best['all_bps']:.2f}"
+        for _, r in others
+    ]
+    cells += [""] * (4 - len(cells))
+    summary.append(
+        f"| {name} | {best_label} | {best['all_bps']:.1f} | "
+        f"{autos[0][1]['all_bps']:.1f} | **{ratios[0]}** | "
+        f"{ratios[1] if len(ratios) > 1 else ''} | {' | '.join(cells)} |"
+    )
     return rows
 
 
@@ -229,6 +305,7 @@ def main() -> int:
     p.add_argument("--only", default="", help="comma list of workloads")
     p.add_argument("--step", type=float, default=0.002, help="training step (s)")
     p.add_argument("--repeat", type=int, default=1, help="runs per setting (median)")
+    p.add_argument("--no-peers", action="store_true", help="skip Keras and torch")
     args = p.parse_args()
     global _REPEAT
     _REPEAT = max(1, args.repeat)
@@ -245,13 +322,28 @@ def main() -> int:
         "| last decision | decisions |"
     )
     print("|---|---|---:|---:|---:|---|---:|")
+    summary: list[str] = []
     for name in names:
         if name in extra:
             rows = trace_cost() if name == "trace" else overhead()
         else:
-            rows = bench(name, args.quick, args.step)
+            rows = bench(name, args.quick, args.step, not args.no_peers, summary)
         for row in rows:
             print(row, flush=True)
+    if summary:
+        print(
+            "\nSummary: throughput over both epochs; ratios are to the best fixed "
+            "stoker setting of the same run (1.00 = as fast).\n"
+        )
+        print(
+            "| workload | best fixed setting | its batches/s | auto batches/s "
+            "| **auto / best** (ended) | processes, auto / best "
+            f"| Keras defaults / best | Keras workers={_CORES} / best "
+            f"| torch default (0) / best | torch workers={_CORES} / best |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for line in summary:
+            print(line)
     return 0
 
 

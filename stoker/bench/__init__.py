@@ -10,7 +10,12 @@ measurement the autotuner reuses::
                          compare=["keras", "torch"])
     bench.write_json(result, "bench.json")
     bench.draw_chart(result, "bench.png")        # needs stoker[charts]
-    best = bench.best(result)                    # the fastest stoker setting
+    best = bench.best(result)                    # the fastest fixed stoker setting
+
+    # "auto" is a point of its own; each stoker setting writes a Perfetto trace
+    result = bench.sweep(workload, workers=[1, 2, 4, "auto"], trace_dir="traces")
+    bench.rows(result)[-1]["tuned_workers"]      # where workers="auto" ended
+    result.traces                                # traces/thread-w1-q10.trace.json, ...
 
     # one measured epoch of one setting
     sample = bench.measure(bench.StokerRunner(), source,

@@ -8,7 +8,8 @@
 - torch ``DataLoader(source, batch_size=None, num_workers=W)`` on the same source
   object. torch has only process workers, so its rows are always ``process`` mode.
   ``prefetch_factor`` is ``ceil(Q / W) + 1`` so that its batches in flight
-  (``prefetch_factor * W``) match stoker's bound of ``Q + W``.
+  (``prefetch_factor * W``) match stoker's bound of ``Q + W``. ``workers=0`` is
+  torch's own default: batches are loaded in the training loop's process, no worker.
 
 Both libraries are optional and imported only here, lazily; a missing one is reported
 with the pip command, never raised.
@@ -22,7 +23,13 @@ import os
 from collections.abc import Generator
 from typing import Any
 
-from stoker.bench.runners import BATCH_TIMEOUT_S, Availability, Runner, Setting
+from stoker.bench.runners import (
+    BATCH_TIMEOUT_S,
+    Availability,
+    Runner,
+    Setting,
+    fixed,
+)
 
 # Keras 3 picks its backend at import; torch is the one this project installs.
 _KERAS_BACKEND_DEFAULT = "torch"
@@ -65,9 +72,9 @@ class KerasRunner(Runner):
 
         dataset = _pydataset_class()(
             source,
-            workers=setting.workers,
+            workers=fixed(setting.workers, "workers"),
             use_multiprocessing=setting.mode == "process",
-            max_queue_size=setting.queue,
+            max_queue_size=fixed(setting.queue, "max_queue_size"),
         )
         adapter = PyDatasetAdapter(dataset, shuffle=False)
         adapter.on_epoch_begin()
@@ -121,16 +128,20 @@ class TorchRunner(Runner):
     ) -> Generator[Any, None, None]:
         from torch.utils.data import DataLoader
 
-        prefetch = math.ceil(setting.queue / setting.workers) + 1
-        extras["prefetch_factor"] = prefetch
-        loader = DataLoader(
-            source,
-            batch_size=None,
-            num_workers=setting.workers,
-            prefetch_factor=prefetch,
-            persistent_workers=False,
-            timeout=BATCH_TIMEOUT_S,
-        )
+        workers = fixed(setting.workers, "workers")
+        if workers == 0:  # torch's default: no worker process, no prefetching
+            loader = DataLoader(source, batch_size=None)
+        else:
+            prefetch = math.ceil(fixed(setting.queue, "max_queue_size") / workers) + 1
+            extras["prefetch_factor"] = prefetch
+            loader = DataLoader(
+                source,
+                batch_size=None,
+                num_workers=workers,
+                prefetch_factor=prefetch,
+                persistent_workers=False,
+                timeout=BATCH_TIMEOUT_S,
+            )
         it = iter(loader)
         try:
             yield from it

@@ -5,6 +5,13 @@ are only ever added within a version; a rename or removal bumps the version. One
 per setting, serial baseline first, with the fields in ``ROW_FIELDS``; the JSON row
 also carries every repeat's raw sample under ``samples``. CSV has exactly
 ``ROW_FIELDS`` as columns, one line per row.
+
+A row whose setting has ``"auto"`` in it (``workers``, ``queue`` or ``mode`` is the
+string ``"auto"``) also says where the controller ended, in the repeat whose
+throughput is the median: ``tuned_workers``, ``tuned_mode``, ``tuned_queue`` and
+``tuning_decisions`` (each JSON sample has its own under ``tuned``, with the
+decisions). Fixed rows leave them empty. Its efficiency divides by
+``tuned_workers``: the pool auto ended with.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any, TextIO
 import numpy as np
 
 import stoker
+from stoker.bench.runners import AUTO
 from stoker.bench.sweep import Result, SweepResult
 
 SCHEMA = "stoker.bench"
@@ -47,6 +55,10 @@ ROW_FIELDS = (
     "sys_s",
     "peak_rss_mb",
     "verdict",
+    "tuned_workers",
+    "tuned_mode",
+    "tuned_queue",
+    "tuning_decisions",
 )
 TOP_FIELDS = (
     "schema",
@@ -71,6 +83,8 @@ def _row(result: Result, baseline_bps: float | None) -> dict[str, Any]:
     speedup = median / baseline_bps if median is not None and baseline_bps else None
     rss = result.median("peak_rss_bytes")
     batches = result.median("batches")
+    end = result.median_tuned() or {}
+    pool = s.workers if isinstance(s.workers, int) else end.get("workers")
     return {
         "loader": s.loader,
         "mode": s.mode,
@@ -86,13 +100,17 @@ def _row(result: Result, baseline_bps: float | None) -> dict[str, Any]:
         "spread": (max(bps) - min(bps)) / median if bps and median else None,
         "mb_per_s": result.median("mb_per_s"),
         "speedup": speedup,
-        "efficiency": speedup / s.workers if speedup is not None else None,
+        "efficiency": speedup / pool if speedup is not None and pool else None,
         "wait_fraction": result.median("wait_fraction"),
         "real_s": result.median("real_s"),
         "user_s": result.median("user_s"),
         "sys_s": result.median("sys_s"),
         "peak_rss_mb": rss / 1e6 if rss is not None else None,
         "verdict": result.extras.get("verdict"),
+        "tuned_workers": end.get("workers"),
+        "tuned_mode": end.get("mode"),
+        "tuned_queue": end.get("queue"),
+        "tuning_decisions": end.get("decisions"),
     }
 
 
@@ -131,10 +149,11 @@ def to_dict(result: SweepResult, command: str | None = None) -> dict[str, Any]:
                 "sys_s": x.sys_s,
                 "peak_rss_bytes": x.peak_rss_bytes,
                 "batches_per_s": x.batches_per_s,
+                **({"tuned": tuned} if tuned is not None else {}),
             }
-            for x in res.samples
+            for x, tuned in zip(res.samples, _per_sample(res), strict=True)
         ]
-        row["extras"] = res.extras
+        row["extras"] = {k: v for k, v in res.extras.items() if k != "tuned"}
     w = result.workload
     return {
         "schema": SCHEMA,
@@ -150,6 +169,13 @@ def to_dict(result: SweepResult, command: str | None = None) -> dict[str, Any]:
         "notes": result.notes,
         "results": table,
     }
+
+
+def _per_sample(result: Result) -> list[dict[str, Any] | None]:
+    tuned = result.tuned
+    if len(tuned) != len(result.samples):
+        return [None] * len(result.samples)
+    return list(tuned)
 
 
 def write_json(
@@ -182,14 +208,59 @@ def _csv_rows(result: SweepResult, f: TextIO) -> None:
         writer.writerow({k: "" if row[k] is None else row[k] for k in ROW_FIELDS})
 
 
+def is_auto(row: dict[str, Any]) -> bool:
+    """Whether a row of :func:`rows` let stoker choose a setting ("auto")."""
+    return AUTO in (row["workers"], row["queue"], row["mode"])
+
+
 def best(result: SweepResult) -> dict[str, Any] | None:
-    """The fastest stoker row (the autotuner's answer), or None if none ran."""
+    """The fastest stoker row with fixed settings (the autotuner's answer), or None
+    if none ran."""
     ok = [
         r
         for r in rows(result)
-        if r["loader"] == "stoker" and r["status"] == "ok" and r["batches_per_s"]
+        if r["loader"] == "stoker"
+        and r["status"] == "ok"
+        and r["batches_per_s"]
+        and not is_auto(r)
     ]
     return max(ok, key=lambda r: r["batches_per_s"]) if ok else None
+
+
+def auto_lines(result: SweepResult) -> list[str]:
+    """One sentence per auto row: its speed against the fastest fixed setting of the
+    same sweep, and the settings it ended with."""
+    top = best(result)
+    lines = []
+    for r in rows(result):
+        if not is_auto(r) or r["status"] != "ok" or r["batches_per_s"] is None:
+            continue
+        line = (
+            f"auto ({r['mode']} workers={r['workers']} max_queue_size={r['queue']}): "
+            f"{r['batches_per_s']:,.1f} batches/s"
+        )
+        if top is not None:
+            ratio = r["batches_per_s"] / top["batches_per_s"]
+            line += f", {ratio:.0%} of the fastest fixed setting"
+        if r["tuned_workers"] is not None:
+            line += (
+                f"; ended at {r['tuned_mode']} workers={r['tuned_workers']} "
+                f"max_queue_size={r['tuned_queue']} after "
+                f"{_plural(r['tuning_decisions'], 'decision')}"
+            )
+        lines.append(line)
+    return lines
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _setting(value: Any, tuned: Any) -> str:
+    """A table cell: the setting, or for "auto" where it ended (``auto→8``)."""
+    if value == AUTO:
+        return f"auto→{tuned}" if tuned is not None else "auto"
+    return str(value)
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -214,6 +285,12 @@ def table(result: SweepResult) -> Any:
             "wait: share of real time the consumer waited; user/sys: CPU seconds of "
             "the whole process tree; RSS: its peak resident memory, summed over "
             "processes (pages a forked worker shares with its parent count in each)"
+            + (
+                "; auto→N: where stoker's controller ended (median run), tuned: "
+                "its decisions"
+                if any(r.setting.is_auto for r in result.results)
+                else ""
+            )
         ),
     )
     for name in ("loader", "mode", "W", "Q"):
@@ -222,16 +299,24 @@ def table(result: SweepResult) -> Any:
         t.add_column(name, justify="right")
     for name in ("real s", "user s", "sys s", "RSS MB"):
         t.add_column(name, justify="right")
-    for r in rows(result):
+    table_rows = rows(result)
+    auto = any(is_auto(r) for r in table_rows)
+    if auto:
+        t.add_column("tuned", justify="right")
+    for r in table_rows:
         serial = r["loader"] == "serial"
         head = [
             r["loader"],
-            r["mode"],
-            "-" if serial else str(r["workers"]),
-            "-" if serial else str(r["queue"]),
+            _setting(r["mode"], r["tuned_mode"]),
+            "-" if serial else _setting(r["workers"], r["tuned_workers"]),
+            "-" if serial else _setting(r["queue"], r["tuned_queue"]),
         ]
+        tail = []
+        if auto:
+            n = r["tuning_decisions"]
+            tail = [_plural(n, "change") if n is not None else "-"]
         if r["status"] != "ok":
-            t.add_row(*head, r["status"], *["-"] * 9, style="dim")
+            t.add_row(*head, r["status"], *["-"] * 9, *tail, style="dim")
             continue
         t.add_row(
             *head,
@@ -245,6 +330,7 @@ def table(result: SweepResult) -> Any:
             _fmt(r["user_s"], ".2f"),
             _fmt(r["sys_s"], ".2f"),
             _fmt(r["peak_rss_mb"], ",.0f"),
+            *tail,
         )
     return t
 

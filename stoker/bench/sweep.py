@@ -6,6 +6,11 @@ interleaved (repeat 1 of every setting, then repeat 2, ...) so that a slow minut
 the machine hurts every setting alike instead of one. A setting that cannot run
 (processes not available, a peer that rejects the source) is recorded with its
 message and skipped in later repeats; the sweep goes on.
+
+``"auto"`` may stand among the worker counts, the queue sizes and the modes: stoker
+then runs with that setting on ``"auto"`` as one more point of the grid, and each of
+its repeats keeps where the controller ended (``Result.tuned``). The peers take fixed
+numbers only, so they skip the auto points (a note says so).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from stoker import ConfigError
@@ -23,8 +29,11 @@ from stoker._tree import nbytes
 from stoker.bench.monitor import Monitor
 from stoker.bench.peers import PEERS
 from stoker.bench.runners import (
+    AUTO,
     MODES,
+    STOKER_MODES,
     Availability,
+    Count,
     Runner,
     SerialRunner,
     Setting,
@@ -91,6 +100,22 @@ class Result:
             return None
         return float(statistics.median(getattr(s, name) for s in self.samples))
 
+    @property
+    def tuned(self) -> list[dict[str, Any]]:
+        """For a setting with "auto" in it: where each repeat ended (one dict per
+        sample: ``workers``, ``mode``, ``queue``, ``decisions``, ``tuning``)."""
+        return list(self.extras.get("tuned", []))
+
+    def median_tuned(self) -> dict[str, Any] | None:
+        """The ``tuned`` dict of the repeat whose throughput is the median one (the
+        lower middle for an even count): the settings that go with the row's number.
+        """
+        runs = self.tuned
+        if not runs or len(runs) != len(self.samples):
+            return None
+        order = sorted(range(len(runs)), key=lambda i: self.samples[i].batches_per_s)
+        return runs[order[(len(order) - 1) // 2]]
+
 
 @dataclasses.dataclass
 class SweepResult:
@@ -104,6 +129,11 @@ class SweepResult:
     notes: list[str]
     started: str
     duration_s: float
+
+    @property
+    def traces(self) -> list[str]:
+        """The trace files written (``sweep(trace_dir=...)``), in grid order."""
+        return [r.extras["trace"] for r in self.results if "trace" in r.extras]
 
 
 def measure(
@@ -160,24 +190,32 @@ def measure(
     )
 
 
+def _is_count(value: Any) -> bool:
+    if value == AUTO:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _check_grid(
-    workers: Sequence[int],
+    workers: Sequence[Count],
     modes: Sequence[str],
-    queues: Sequence[int],
+    queues: Sequence[Count],
     repeat: int,
     compare: Sequence[str],
     step_s: float,
 ) -> None:
     for name, values in (("workers", workers), ("queue", queues)):
-        if not values or any(
-            not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in values
-        ):
+        if not values or not all(_is_count(v) for v in values):
             raise ConfigError(
-                f"{name}={list(values)!r}: expected whole numbers >= 1, e.g. 1,2,4,8"
+                f"{name}={list(values)!r}: expected whole numbers >= 1 or 'auto', "
+                "e.g. 1,2,4,8,auto"
             )
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if m not in STOKER_MODES]
     if not modes or bad:
-        raise ConfigError(f"mode={list(modes)!r}: expected some of {', '.join(MODES)}")
+        raise ConfigError(
+            f"mode={list(modes)!r}: expected some of {', '.join(STOKER_MODES)} "
+            "(auto: use_multiprocessing='auto')"
+        )
     bad = [c for c in compare if c not in PEERS]
     if bad:
         raise ConfigError(
@@ -193,25 +231,30 @@ def _check_grid(
 def sweep(
     workload: Workload,
     *,
-    workers: Sequence[int] = (1, 2, 4, 8),
+    workers: Sequence[Count] = (1, 2, 4, 8),
     modes: Sequence[str] = MODES,
-    queues: Sequence[int] = (10,),
+    queues: Sequence[Count] = (10,),
     repeat: int = 3,
     compare: Sequence[str] = (),
     step_s: float = 0.0,
     progress: Progress | None = None,
+    trace_dir: str | Path | None = None,
 ) -> SweepResult:
     """Measure stoker (and the peers in ``compare``) over a grid of settings.
 
     Args:
         workload: from :func:`stoker.bench.make_workload`.
-        workers: worker counts to try.
-        modes: ``"thread"`` and/or ``"process"``.
-        queues: ``max_queue_size`` values to try.
+        workers: worker counts to try; ``"auto"`` adds stoker's ``workers="auto"``.
+        modes: ``"thread"``, ``"process"``, ``"auto"`` (stoker's
+            ``use_multiprocessing="auto"``).
+        queues: ``max_queue_size`` values to try, ``"auto"`` among them if wanted.
         repeat: runs per setting; the report gives medians and the spread.
         compare: peers to run on the same source (``"keras"``, ``"torch"``).
         step_s: consumer seconds per batch (see :func:`measure`).
         progress: called as ``progress(done, total, label)`` before each run.
+        trace_dir: a folder (created if missing): each stoker setting writes its
+            Chrome/Perfetto trace there (see :func:`stoker.bench.runners.trace_path`;
+            the last repeat's is kept); ``SweepResult.traces`` lists them.
 
     Returns:
         Every setting's samples, the serial baseline and the notes.
@@ -228,7 +271,18 @@ def sweep(
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t_start = time.perf_counter()
     notes: list[str] = []
-    runners: dict[str, Runner] = {"serial": SerialRunner(), "stoker": StokerRunner()}
+    if trace_dir is not None:
+        try:
+            Path(trace_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"trace_dir={str(trace_dir)!r}: cannot create the folder for the "
+                f"traces ({exc}); pass a writable folder"
+            ) from None
+    runners: dict[str, Runner] = {
+        "serial": SerialRunner(),
+        "stoker": StokerRunner(trace_dir),
+    }
     peers: list[Availability] = []
     for name in compare:  # imported now, so every run sees the same process memory
         peer = PEERS[name]()
@@ -247,11 +301,20 @@ def sweep(
                 f"{loader}: has no {'/'.join(modes)} workers; ran in "
                 f"{'/'.join(loader_modes)} mode"
             )
+        counts = (workers, queues)
+        if loader != "stoker" and AUTO in [*workers, *queues]:
+            counts = (
+                [w for w in workers if w != AUTO],
+                [q for q in queues if q != AUTO],
+            )
+            notes.append(
+                f"{loader}: takes fixed numbers; the 'auto' points are stoker's"
+            )
         settings += [
             Setting(loader, m, w, q)
             for m in loader_modes
-            for q in queues
-            for w in workers
+            for q in counts[1]
+            for w in counts[0]
         ]
     baseline = Result(BASELINE)
     results = {s: Result(s) for s in settings}
@@ -316,4 +379,6 @@ def _run_one(
         if note not in notes:
             notes.append(note)
     result.samples.append(sample)
+    if "tuned" in extras:  # one per repeat, beside its sample
+        result.extras.setdefault("tuned", []).append(extras.pop("tuned"))
     result.extras.update(extras)

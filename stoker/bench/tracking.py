@@ -4,7 +4,9 @@ One tracking run per sweep, named ``bench-<workload>``. Its params are the grid,
 workload and the machine; each setting's medians are logged at ``step = workers``
 under keys ``<loader>.<mode>.q<queue>.<metric>``, so a metric-against-step plot of
 the run is the bench chart itself. The serial baseline is logged at step 1 under
-``serial.*``.
+``serial.*``. A setting with "auto" in it is logged at the pool it ended with under
+``<loader>.<mode>.q<queue>.auto.<metric>`` (one point on the chart, beside the
+fixed line), with its ``tuning_decisions``.
 
 The sweep is recorded after it ends, never inside ``stoker.track``'s ``with`` block:
 inside it every loader reports each batch to the run, which would add the tracker's
@@ -16,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from stoker.bench.report import machine, rows
+from stoker.bench.report import is_auto, machine, rows
 from stoker.bench.sweep import SweepResult
 
 # The medians worth a time series; the rest stays in the JSON document.
@@ -78,13 +80,21 @@ def record(
         for row in rows(result):
             if row["status"] != "ok":
                 continue
+            extra: tuple[str, ...] = ()
             if row["loader"] == "serial":
                 prefix, step = "serial", 1
+            elif is_auto(row):
+                if not isinstance(row["tuned_workers"], int):
+                    continue  # not recorded where it ended: no place on the chart
+                prefix = f"{row['loader']}.{row['mode']}.q{row['queue']}.auto"
+                step, extra = row["tuned_workers"], ("tuning_decisions",)
             else:
                 prefix = f"{row['loader']}.{row['mode']}.q{row['queue']}"
                 step = row["workers"]
             metrics = {
-                f"{prefix}.{m}": float(row[m]) for m in _METRICS if row[m] is not None
+                f"{prefix}.{m}": float(row[m])
+                for m in (*_METRICS, *extra)
+                if row[m] is not None
             }
             run.log(step=step, **metrics)
     return run

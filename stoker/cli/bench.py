@@ -11,14 +11,13 @@ import importlib.util
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
-from stoker.cli._params import positive_ints
-
 # Wide enough for every column of the table with peers' rows.
 _PIPED_WIDTH = 150
+Count = int | Literal["auto"]
 _HELP_WORKLOAD = (
     "WORKLOAD is a built-in name (latency, cpu, big, tiny, files) or "
     "'module:callable', a function of no arguments that returns a source."
@@ -27,6 +26,32 @@ _HELP_WORKLOAD = (
 
 def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _counts(
+    ctx: click.Context, param: click.Parameter, value: str
+) -> tuple[Count, ...]:
+    """``"1,2,4,auto"`` -> ``(1, 2, 4, "auto")``: numbers >= 1, and "auto"."""
+    out: list[Count] = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        if part.lower() == "auto":
+            out.append("auto")
+            continue
+        try:
+            number = int(part)
+        except ValueError:
+            number = 0
+        if number < 1:
+            raise click.BadParameter(
+                f"{value!r}: expected whole numbers >= 1 or auto, separated by "
+                "commas, e.g. 1,2,4,8,auto"
+            )
+        out.append(number)
+    if not out:
+        raise click.BadParameter(f"{value!r}: expected e.g. 1,2,4,8,auto")
+    return tuple(out)
 
 
 def _default_chart(workload: str) -> Path:
@@ -41,22 +66,24 @@ def _default_chart(workload: str) -> Path:
     "--workers",
     default="1,2,4,8",
     show_default=True,
-    callback=positive_ints,
-    help="Worker counts to sweep, comma-separated.",
+    callback=_counts,
+    help="Worker counts to sweep, comma-separated; 'auto' adds workers='auto' as "
+    "a point of its own.",
 )
 @click.option(
     "--mode",
     default="thread,process",
     show_default=True,
     callback=_names,
-    help="Worker kinds to sweep: thread, process.",
+    help="Worker kinds to sweep: thread, process, auto (use_multiprocessing='auto').",
 )
 @click.option(
     "--queue",
     default="10",
     show_default=True,
-    callback=positive_ints,
-    help="max_queue_size values to sweep, comma-separated.",
+    callback=_counts,
+    help="max_queue_size values to sweep, comma-separated; 'auto' for "
+    "max_queue_size='auto'.",
 )
 @click.option(
     "--batches",
@@ -118,6 +145,14 @@ def _default_chart(workload: str) -> Path:
 )
 @click.option("--no-chart", is_flag=True, help="Do not draw the chart.")
 @click.option(
+    "--trace",
+    "trace_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write a Chrome/Perfetto trace of each stoker setting into this folder "
+    "(thread-w4-q10.trace.json, ...; the last repeat's).",
+)
+@click.option(
     "--track/--no-track",
     default=True,
     show_default=True,
@@ -125,9 +160,9 @@ def _default_chart(workload: str) -> Path:
 )
 def bench(
     workload: str,
-    workers: tuple[int, ...],
+    workers: tuple[Count, ...],
     mode: list[str],
-    queue: tuple[int, ...],
+    queue: tuple[Count, ...],
     batches: int | None,
     repeat: int,
     latency: float | None,
@@ -137,6 +172,7 @@ def bench(
     output: str | None,
     chart_path: str | None,
     no_chart: bool,
+    trace_dir: str | None,
     track: bool,
 ) -> None:
     """Measure stoker.Loader over a grid of settings on WORKLOAD.
@@ -144,11 +180,13 @@ def bench(
     Runs a serial loop as the baseline, then every combination of --workers,
     --mode and --queue, each --repeat times, plus the --compare peers on the same
     source; prints medians (or, with --json/--csv, the results in that format),
-    and writes the chart.
+    and writes the chart. 'auto' among --workers, --queue or --mode runs stoker
+    with that setting on "auto" beside the fixed points, and shows where it ended.
 
     \b
     Examples:
       stoker bench latency --workers 1,2,4,8
+      stoker bench latency --workers 1,2,4,8,auto --trace traces
       stoker bench cpu --mode thread,process --compare keras,torch
       stoker bench mydata:make_source --batches 100 --json -o bench.json
     """
@@ -157,7 +195,7 @@ def bench(
 
     from stoker import StokerError
     from stoker.bench import best, make_workload, sweep, table
-    from stoker.bench.report import problems
+    from stoker.bench.report import auto_lines, problems
 
     if output and fmt is None:
         raise click.UsageError("-o writes the --json or --csv results: pass one")
@@ -197,6 +235,7 @@ def bench(
                 compare=compare,
                 step_s=step,
                 progress=progress,
+                trace_dir=trace_dir,
             )
     except StokerError as exc:  # ConfigError, WorkloadError: one line, no traceback
         raise click.ClickException(str(exc)) from None
@@ -214,12 +253,18 @@ def bench(
             f"max_queue_size={top['queue']}: {top['batches_per_s']:,.1f} batches/s, "
             f"{top['speedup']:.2f}x the serial loop",
         )
+    for line in auto_lines(result):
+        _say(out, line)
     if output:
         _write_results(out, result, fmt, output)
     if not no_chart:
         _chart(out, result, chart_path, workload)
     if track:
         _track(out, result)
+    if result.traces:
+        _say(out, f"traces ({len(result.traces)}; open in https://ui.perfetto.dev):")
+        for path in result.traces:
+            _say(out, f"  {path}")
 
 
 def _say(out: Any, text: str) -> None:

@@ -2,6 +2,12 @@
 
 Thin, like the rest of ``stoker runs`` (its helpers are in ``runs.py``): it calls
 ``stoker.track.get_run`` and prints the run, its params, metrics and loaders.
+
+A loader that tuned itself (``workers="auto"``, ...) gets a "tuning" table: one
+line per decision of its last reported summary (at batch, after how many seconds,
+the setting, from -> to, and why). The settings line shows an "auto" setting as
+``auto`` with the value in force at the end (``auto: 8``), since the value recorded
+at the start is only where the controller began.
 """
 
 from __future__ import annotations
@@ -120,12 +126,22 @@ def _ms(seconds: Any) -> str:
     return f"{seconds * 1000:.2f} ms" if isinstance(seconds, (int, float)) else "-"
 
 
+def _in_force(st: dict[str, Any], su: dict[str, Any], key: str, end: str) -> str:
+    """A setting as recorded at the start, or for an "auto" one where it ended."""
+    if key not in (st.get("auto") or []):
+        return _num(st.get(key))
+    value = su.get(end)
+    return "auto" if value is None else f"auto: {_num(value)}"
+
+
 def _print_loaders(console: Any, loaders: list[dict[str, Any]]) -> None:
     for ld in loaders:
         st, su = ld["settings"], ld["summary"] or {}
         mode = st.get("mode") or ("process" if st.get("use_multiprocessing") else "-")
-        setting = [f"{mode}, {_num(st.get('workers'))} workers"]
-        setting.append(f"queue {_num(st.get('max_queue_size'))}")
+        if "use_multiprocessing" in (st.get("auto") or []):
+            mode = _in_force(st, su, "use_multiprocessing", "mode")
+        setting = [f"{mode}, {_in_force(st, su, 'workers', 'workers')} workers"]
+        setting.append(f"queue {_in_force(st, su, 'max_queue_size', 'max_queue_size')}")
         setting.append(f"seed {_num(st.get('seed'))}")
         if st.get("start_method"):
             setting.append(f"start method {st['start_method']}")
@@ -147,3 +163,23 @@ def _print_loaders(console: Any, loaders: list[dict[str, Any]]) -> None:
             if su.get("advice"):
                 verdict += f": {su['advice']}"
             console.print(verdict, markup=False)
+        if su.get("tuning"):
+            console.print(_tuning_table(su["tuning"]))
+
+
+def _tuning_table(decisions: list[dict[str, Any]]) -> Any:
+    """The decisions, oldest first; every cell is rich ``Text``, never markup: the
+    ``why`` is the engine's sentence, and values are data."""
+    from rich.text import Text
+
+    table = _table("at batch", "at", "setting", "from → to", "why", title="  tuning")
+    for d in decisions:
+        at_s = d.get("at_s")
+        table.add_row(
+            Text(_num(d.get("at_batch"))),
+            Text(f"{at_s:.2f} s" if isinstance(at_s, (int, float)) else "-"),
+            Text(str(d.get("setting", "-"))),
+            Text(f"{_num(d.get('from'))} → {_num(d.get('to'))}"),
+            Text(str(d.get("why", ""))),
+        )
+    return table

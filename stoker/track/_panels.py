@@ -10,6 +10,12 @@ the training wait, and was the loader producing slower than the model consumed?"
 Per bucket of wall time: batches delivered per second, the share of the bucket the
 consumer spent waiting, the mean and worst produce time and wait, and the mean queue
 depth. A stall survives as a bucket's worst wait.
+
+A loader that tuned itself also gets its ``decisions`` (the ``tuning`` list of its
+last reported summary), each placed on the timeline's clock: a decision's ``at_s``
+counts from the first epoch's start, which is the first recorded batch's time less
+the summary's time to first batch. Why not the batch table: ``at_batch`` counts
+batches over the loader's life, and placing it would need a scan of every batch.
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ def loader_timeline(
         Per loader: ``loader_key``, ``settings``, ``summary`` (None until the loader
         reported one), ``batches`` and ``timeline``: lists ``t`` (seconds since the
         loader started), ``throughput_bps``, ``wait_fraction``, ``produce_mean_s``,
-        ``produce_max_s``, ``wait_mean_s``, ``wait_max_s``, ``queue_depth``.
+        ``produce_max_s``, ``wait_mean_s``, ``wait_max_s``, ``queue_depth``; and
+        ``decisions``: the summary's tuning decisions, each with ``t`` on the
+        timeline's clock (see the module docstring).
     """
     out = []
     for ld in st.loaders(run_id):
@@ -46,6 +54,7 @@ def loader_timeline(
             f"SELECT min(b.time) AS lo, max(b.time) AS hi, count(*) AS n {base}",
             [run_id, key],
         )
+        lo = ld["started_at"]
         timeline: dict[str, list[Any]] = {
             k: []
             for k in (
@@ -85,6 +94,7 @@ def loader_timeline(
                 timeline["wait_mean_s"].append(r["wait_mean"])
                 timeline["wait_max_s"].append(r["wait_max"])
                 timeline["queue_depth"].append(r["depth"])
+        summary = ld["summary"] or {}
         out.append(
             {
                 "loader_key": key,
@@ -92,8 +102,32 @@ def loader_timeline(
                 "summary": ld["summary"],
                 "batches": span["n"],
                 "timeline": timeline,
+                "decisions": _decisions(summary, span["lo"], lo),
             }
         )
+    return out
+
+
+def _decisions(
+    summary: dict[str, Any], first_batch: float | None, lo: float
+) -> list[dict[str, Any]]:
+    """The summary's tuning decisions, each with ``t``: seconds on the timeline."""
+    tuning = summary.get("tuning")
+    if not isinstance(tuning, list):
+        return []
+    start = 0.0  # the first epoch's start, in seconds after ``lo``
+    ttfb = summary.get("time_to_first_batch_s")
+    if first_batch is not None:
+        start = max(
+            0.0, first_batch - lo - (ttfb if isinstance(ttfb, (int, float)) else 0)
+        )
+    out = []
+    for d in tuning:
+        if not isinstance(d, dict):
+            continue
+        at = d.get("at_s")
+        t = start + at if isinstance(at, (int, float)) else None
+        out.append({**d, "t": None if t is None else round(t, 6)})
     return out
 
 

@@ -14,6 +14,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -95,6 +96,37 @@ def page(browser: Browser) -> Iterator[Page]:
 def store(tmp_path: Path) -> tuple[Path, dict[str, int]]:
     path = tmp_path / "store.db"
     return path, demo_store(path)
+
+
+class _Sleepy:
+    """5 ms per batch and a loop that never pauses: workers='auto' grows the pool."""
+
+    def __len__(self) -> int:
+        return 100
+
+    def __getitem__(self, i: int) -> Any:
+        import numpy as np
+
+        time.sleep(0.005)
+        return np.full(16, i)
+
+
+@pytest.fixture
+def tuned_store(tmp_path: Path) -> tuple[Path, int, list[dict[str, Any]]]:
+    """A store with one real run whose loader used workers="auto": (path, run id,
+    the loader's tuning decisions)."""
+    import stoker
+    import stoker.track.api as T
+
+    path = tmp_path / "tuned.db"
+    with T.track("autotuned", store=path, capture=False) as run:
+        with stoker.Loader(_Sleepy(), workers="auto", max_queue_size="auto") as ld:
+            for _ in range(3):
+                for _ in ld:
+                    pass
+            tuning = ld.stats.summary()["tuning"]
+    assert tuning, "the controller made no decision: the page would have none"
+    return path, run.id, tuning
 
 
 @pytest.fixture

@@ -84,3 +84,49 @@ def test_exported_site_draws_without_a_server(page, store, tmp_path):
     page.wait_for_selector("#scaling-chart canvas")
     assert drawn(page, "#scaling-chart") == 1
     shot(page, "export-compare")
+
+
+def test_tuning_decisions_are_listed_and_marked_on_the_timeline(
+    page, tuned_store, serve
+):
+    path, run_id, tuning = tuned_store
+    url = serve(UIOptions(store=path, port=0))
+    page.goto(f"{url}runs/{run_id}")
+    page.wait_for_selector("#loader-panels table.decisions tbody tr")
+    rows = page.locator("#loader-panels table.decisions tbody tr")
+    assert rows.count() == len(tuning)
+    first = rows.nth(0).inner_text()
+    assert tuning[0]["why"] in first
+    assert f"{tuning[0]['from']} → {tuning[0]['to']}" in first
+    # every loader chart marks every decision on its time axis
+    page.wait_for_function(
+        "document.querySelectorAll('#loader-panels .chart[data-markers]').length == 3"
+    )
+    markers = page.eval_on_selector_all(
+        "#loader-panels .chart", "els => els.map(e => e.dataset.markers)"
+    )
+    assert markers == [str(len(tuning))] * 3
+    assert drawn(page, "#loader-panels") == 3
+    pool = [d["to"] for d in tuning if d["setting"] == "workers"]
+    if pool:  # the settings line says where the pool ended
+        assert f"workers=auto (now {pool[-1]})" in page.inner_text("#loader-panels")
+    shot(page, "run-autotune")
+
+
+def test_decision_text_stays_text(page, tmp_path, serve):
+    import stoker.track.api as T
+    from stoker import BatchEvent
+
+    store = tmp_path / "odd.db"
+    decision = {"at_batch": 7, "at_s": 0.05, "setting": "workers", "from": 2, "to": 9}
+    with T.track("odd", store=store, capture=False) as run:
+        run.on_start("loader-1", {"workers": 2, "auto": ["workers"]})
+        for i in range(40):
+            run.on_batch(BatchEvent("loader-1", 0, i, i, 0.01, 0.02, 2, 8))
+        run.on_close("loader-1", {"tuning": [{**decision, "why": XSS}]})
+    url = serve(UIOptions(store=store, port=0))
+    page.goto(f"{url}runs/{run.id}")
+    page.wait_for_selector("#loader-panels table.decisions td.why")
+    assert page.inner_text("#loader-panels table.decisions td.why") == XSS
+    assert page.locator("img[src=x]").count() == 0
+    assert page.evaluate("typeof window.alert_called") == "undefined"

@@ -49,6 +49,8 @@
     });
     (extra && extra.bands || []).forEach(function (b) { opts.bands.push(b); });
     if (extra && extra.axes) opts.axes = opts.axes.concat(extra.axes);
+    if (extra && extra.plugins) opts.plugins = extra.plugins;
+    if (extra && extra.xRange) opts.scales.x.range = extra.xRange;
     var u = new uPlot(opts, rows, box);
     return u;
   }
@@ -82,6 +84,74 @@
     });
   }
 
+  // Tuning decisions (workers="auto", ...): colour per setting, on every loader chart.
+  var DECISION_COLORS = { workers: "#9c36b5", max_queue_size: "#0b7285", mode: "#c53030" };
+  function decisionColor(d) { return DECISION_COLORS[d.setting] || "#495057"; }
+  function decisionLabel(d) {
+    return String(d.setting) + " " + JSON.stringify(d.from) + " → " + JSON.stringify(d.to);
+  }
+
+  // A uPlot plugin: a dashed vertical line at each decision's time, labelled on the
+  // canvas (text on a canvas is never markup). ``state.decisions`` is read at every
+  // draw, so a live refresh that brings new decisions redraws them.
+  function decisionMarkers(state) {
+    return { hooks: { draw: function (u) {
+      var ctx = u.ctx, box = u.bbox, px = window.devicePixelRatio || 1, drawn = 0;
+      ctx.save();
+      ctx.font = Math.round(10 * px) + "px sans-serif";
+      ctx.lineWidth = px;
+      ctx.setLineDash([4 * px, 3 * px]);
+      state.decisions.forEach(function (d, i) {
+        var t = num(d.t);
+        if (t === null) return;
+        var x = u.valToPos(t, "x", true);
+        if (x < box.left - 1 || x > box.left + box.width + 1) return;
+        ctx.strokeStyle = ctx.fillStyle = decisionColor(d);
+        ctx.beginPath();
+        ctx.moveTo(x, box.top);
+        ctx.lineTo(x, box.top + box.height);
+        ctx.stroke();
+        // Staggered, so that decisions close in time keep readable labels.
+        ctx.fillText(decisionLabel(d), x + 3 * px, box.top + (11 + 12 * (i % 3)) * px);
+        drawn++;
+      });
+      ctx.restore();
+      u.root.parentNode.dataset.markers = String(drawn);
+    } } };
+  }
+
+  function fillDecisions(box, ld) {
+    var decisions = ld.decisions || [];
+    var auto = (ld.settings && ld.settings.auto) || [];
+    box.textContent = "";
+    box.dataset.count = String(decisions.length);
+    if (!decisions.length) {
+      if (auto.length) box.appendChild(el("p", "hint", auto.join(", ") + " on auto: " +
+        "no decision reported yet (a loader reports them when an epoch ends)"));
+      return;
+    }
+    var table = el("table", "decisions");
+    table.appendChild(el("caption", null, "tuning decisions (" + decisions.length + ")"));
+    var head = el("tr");
+    ["at batch", "at", "setting", "from → to", "why"].forEach(function (h) {
+      head.appendChild(el("th", null, h));
+    });
+    table.appendChild(el("thead")).appendChild(head);
+    var body = el("tbody");
+    decisions.forEach(function (d) {
+      var tr = el("tr");
+      tr.style.borderLeft = "3px solid " + decisionColor(d);
+      tr.appendChild(el("td", "num", d.at_batch));
+      tr.appendChild(el("td", "num", num(d.at_s) === null ? "" : d.at_s.toFixed(2) + " s"));
+      tr.appendChild(el("td", null, d.setting));
+      tr.appendChild(el("td", null, JSON.stringify(d.from) + " → " + JSON.stringify(d.to)));
+      tr.appendChild(el("td", "why", d.why));
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
+    box.appendChild(table);
+  }
+
   function drawLoaders(container, loaders, plots) {
     var none = container.querySelector(".empty");
     if (!loaders.length && !none) {
@@ -97,33 +167,53 @@
       var rowsC = [t.t, nums(t.queue_depth)];
       var p = plots[key];
       if (p) {
+        p.state.decisions = ld.decisions || [];
         p.a.setData(rowsA); p.b.setData(rowsB); p.c.setData(rowsC);
         fillVerdict(p.verdict, ld);
+        fillDecisions(p.decisionBox, ld);
         return;
       }
       var panel = el("div", "loader-panel");
+      panel.dataset.loader = key;
       panel.appendChild(el("h3", null, "loader " + key + " · " + ld.batches + " batches"));
       var verdict = el("p");
       panel.appendChild(verdict);
       fillVerdict(verdict, ld);
+      var decisionBox = el("div", "decision-list");
+      panel.appendChild(decisionBox);
+      fillDecisions(decisionBox, ld);
       var charts = el("div", "charts");
       panel.appendChild(charts);
       container.appendChild(panel);
+      var state = { decisions: ld.decisions || [] };
+      // From 0 (the loader's start) to the last bucket or decision, so a decision
+      // taken before the first bucket ended still has its place on the axis.
+      var xRange = function (u, lo, hi) {
+        var last = state.decisions.reduce(function (m, d) {
+          return num(d.t) === null ? m : Math.max(m, d.t);
+        }, hi === null ? 0 : hi);
+        return [0, last > 0 ? last : 1];
+      };
+      var extra = function (more) {
+        var out = { plugins: [decisionMarkers(state)], xRange: xRange };
+        Object.keys(more || {}).forEach(function (k) { out[k] = more[k]; });
+        return out;
+      };
       plots[key] = {
-        verdict: verdict,
+        verdict: verdict, decisionBox: decisionBox, state: state,
         a: plot(charts, "throughput and wait fraction", "s", t.t, [
           { label: "batches/s", values: rowsA[1] },
           { label: "wait fraction", values: rowsA[2], scale: "frac", color: COLORS[1] },
-        ], { axes: [{ scale: "frac", side: 1, grid: { show: false } }] }),
+        ], extra({ axes: [{ scale: "frac", side: 1, grid: { show: false } }] })),
         b: plot(charts, "produce time vs consumer wait (s)", "s", t.t, [
           { label: "produce mean", values: rowsB[1], color: COLORS[0] },
           { label: "produce max", values: rowsB[2], color: COLORS[0] + "77", dash: [4, 3] },
           { label: "wait mean", values: rowsB[3], color: COLORS[1] },
           { label: "wait max", values: rowsB[4], color: COLORS[1] + "77", dash: [4, 3] },
-        ]),
+        ], extra()),
         c: plot(charts, "queue depth", "s", t.t, [
           { label: "batches waiting", values: rowsC[1], color: COLORS[2] },
-        ]),
+        ], extra()),
       };
     });
   }
@@ -133,8 +223,13 @@
     p.textContent = "";
     p.appendChild(el("span", "verdict", s.verdict ? "Verdict: " + s.verdict : "No verdict yet"));
     if (s.advice) p.appendChild(el("span", "advice", " — " + s.advice));
+    // An "auto" setting was recorded at its starting value: show where it ended.
+    var auto = (ld.settings && ld.settings.auto) || [];
+    var ended = { workers: "workers", max_queue_size: "max_queue_size", use_multiprocessing: "mode" };
     var settings = Object.keys(ld.settings || {}).map(function (k) {
-      return k + "=" + JSON.stringify(ld.settings[k]);
+      if (auto.indexOf(k) < 0) return k + "=" + JSON.stringify(ld.settings[k]);
+      var end = s[ended[k]];
+      return k + "=auto" + (end === undefined || end === null ? "" : " (now " + JSON.stringify(end) + ")");
     }).join(", ");
     if (settings) p.appendChild(el("span", "advice", " (" + settings + ")"));
   }
