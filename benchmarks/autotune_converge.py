@@ -1,4 +1,4 @@
-# Run: .venv/bin/python benchmarks/autotune_converge.py   (about 1.5 min;
+# Run: .venv/bin/python benchmarks/autotune_converge.py   (about 3 min;
 #      --only latency,shift to pick workloads; --seconds S for the epoch length)
 # Last run: see docs/benchmarks.md, "Autotuning (issue 14)", convergence.
 """How fast ``workers="auto"`` converges, on one long epoch per workload (issue 14).
@@ -8,7 +8,9 @@ epochs of ``benchmarks/autotune.py`` (about a second at the best setting) cannot
 show it: 10% of them is under one measuring window. So here each workload runs one
 epoch of about ``--seconds`` behind the same training loop (``--step`` per batch),
 from a new loader with every setting on "auto", and the consumer notes when each
-batch arrived.
+batch arrived. The best fixed point of ``autotune.py``'s sweep (``_BEST``) runs the
+same epoch first: auto's time against it, over the whole epoch (convergence
+included) and over its second half.
 
 Converged at: the first moment after which every 0.5 s bin of the delivery rate
 stays at or above 90% of the rate over the epoch's last 30% (its steady state).
@@ -38,6 +40,16 @@ from stoker.bench.workloads import make_workload
 # Batches per second at the best fixed point of autotune.py's sweep (2 ms step),
 # to size an epoch of about --seconds.
 _RATE = {"latency": 400, "shift": 200, "files": 140, "cpu": 200, "big": 450}
+# The best fixed point of autotune.py's sweep on a quiet machine (its table in
+# docs/benchmarks.md), run on the same long epoch beside auto: (processes, workers,
+# queue).
+_BEST = {
+    "latency": (False, 64, 10),
+    "shift": (False, 16, 10),
+    "files": (False, 4, 10),
+    "cpu": (True, 2, 10),
+    "big": (False, 1, 2),
+}
 _BIN_S = 0.5
 _STEADY = 0.3  # the last 30% of the epoch is its steady state
 _WITHIN = 0.9
@@ -64,24 +76,37 @@ def converged_at(arrivals: np.ndarray, start: float, end: float) -> float:
     return float(edges[last_bad[-1]] + _BIN_S - start)
 
 
-def run(name: str, seconds: float, step: float) -> str:
-    n = int(_RATE[name] * seconds)
-    source = _source(name, n)
-    arrivals = np.empty(n)
+def one_epoch(source: Any, step: float, **options: Any) -> tuple[np.ndarray, Any]:
+    """Arrival times of each batch of one epoch of a new loader, and its summary."""
+    arrivals = np.empty(len(source))
     t0 = time.perf_counter()
-    with stoker.Loader(source, workers="auto", max_queue_size="auto",
-                       use_multiprocessing="auto", timeout=120) as loader:  # fmt: skip
+    with stoker.Loader(source, timeout=120, **options) as loader:
         for k, _ in enumerate(loader):
             arrivals[k] = time.perf_counter() - t0
             if step:
                 time.sleep(step)
-        s = loader.stats.summary()
+        return arrivals, loader.stats.summary()
+
+
+def run(name: str, seconds: float, step: float) -> str:
+    n = int(_RATE[name] * seconds)
+    source = _source(name, n)
+    mp, w, q = _BEST[name]
+    fixed, _ = one_epoch(source, step, workers=w, max_queue_size=q,
+                         use_multiprocessing=mp)  # fmt: skip
+    arrivals, s = one_epoch(source, step, workers="auto", max_queue_size="auto",
+                            use_multiprocessing="auto")  # fmt: skip
+    ratio = float(fixed[-1] / arrivals[-1])
+    half = n // 2
+    second = float((fixed[-1] - fixed[half]) / (arrivals[-1] - arrivals[half]))
+    best = f"{'processes' if mp else 'threads'} w={w} q={q}"
     epoch = float(arrivals[-1])
     target = min(2.0, 0.1 * epoch)
     conv = converged_at(arrivals, 0.0, epoch)
     last = s["tuning"][-1]["at_s"] if s["tuning"] else 0.0
     row = (
-        f"| {name} | {epoch:.1f} s | {n / epoch:.0f} | {conv:.2f} s | {target:.2f} s "
+        f"| {name} | {epoch:.1f} s | {n / epoch:.0f} | {best}: {ratio:.2f} "
+        f"({second:.2f}) | {conv:.2f} s | {target:.2f} s "
         f"| {'met' if conv <= target else 'not met'} | {len(s['tuning'])}, last at "
         f"{last:.2f} s | {s['mode']} {s['workers']}, queue {s['max_queue_size']} |"
     )
@@ -89,10 +114,11 @@ def run(name: str, seconds: float, step: float) -> str:
         shift = float(arrivals[n // 2])
         again = converged_at(arrivals, shift, epoch)
         rest = epoch - shift
+        retarget = min(2.0, 0.1 * rest)
         row += (
             f"\n| shift, from the shift at {shift:.1f} s | {rest:.1f} s | "
-            f"{(n - n // 2) / rest:.0f} | {again:.2f} s | {min(2.0, 0.1 * rest):.2f} s "
-            f"| {'met' if again <= min(2.0, 0.1 * rest) else 'not met'} | | |"
+            f"{(n - n // 2) / rest:.0f} | | {again:.2f} s | {retarget:.2f} s "
+            f"| {'met' if again <= retarget else 'not met'} | | |"
         )
     return row
 
@@ -107,9 +133,9 @@ def main() -> None:
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, step "
         f"{args.step * 1e3:.0f} ms, load average before: {os.getloadavg()[0]:.2f}"
     )
-    print("| workload | epoch | batches/s | converged | target | | decisions "
-          "| ended at |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---|---|---|")
+    print("| workload | epoch | batches/s | auto / best fixed, whole epoch "
+          "(second half) | converged | target | | decisions | ended at |")  # fmt: skip
+    print("|---|---:|---:|---|---:|---:|---|---|---|")
     for name in args.only.split(","):
         print(run(name, args.seconds, args.step), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
