@@ -142,7 +142,14 @@ def main() -> None:
     import ray
 
     t0 = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    # address="local": a new instance even when another one runs on this machine
+    # (ray.init would join it, and refuse num_cpus).
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+    )
     start_s = time.perf_counter() - t0
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
