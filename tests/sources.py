@@ -193,15 +193,8 @@ class Draw:
         return np.array([np.random.randint(2**31), random.getrandbits(31), os.getpid()])
 
 
-class TorchDraw:
+class TorchDraw(Draw):
     """Batch ``i`` is a draw from the worker's global torch generator, and its pid."""
-
-    def __init__(self, n: int = 6, sleep: float = 0.05):
-        self.n = n
-        self.sleep = sleep
-
-    def __len__(self) -> int:
-        return self.n
 
     def __getitem__(self, i: int):
         import torch
