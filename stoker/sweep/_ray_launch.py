@@ -105,6 +105,8 @@ class RayTrial:
             self._write(item)
         elif isinstance(item, _ray_trial.TrialStarted):
             self.started = item
+            # Which machine ran it, at the top of its log (its error is the last line).
+            self._write(f"stoker sweep --ray: on {item.describe()}\n".encode())
         elif isinstance(item, _ray_trial.TrialExit):
             self.returncode = item.returncode
 

@@ -294,7 +294,6 @@ def run_sweep(
             ray=options.ray if options.ray is not None else recorded.get("ray"),
         )
     if launcher is None and options.ray is not None:
-        # Imported here: `import stoker.sweep` must not need Ray.
         from stoker.sweep._ray_launch import RayLauncher
 
         launcher = RayLauncher(**options.ray, store=options.store)

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -268,72 +267,57 @@ def test_without_ray_the_error_names_the_pip_command(tmp_path):
     assert "pip install 'stoker[ray]'" in proc.stderr
 
 
-class _Recording:
-    """A launcher that keeps the handles it made (to find a trial's node)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-        self.handles: list = []
-
-    def start(self, argv, env, log_path):
-        handle = self.inner.start(argv, env, log_path)
-        self.handles.append(handle)
-        return handle
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_a_trial_on_a_lost_node_is_killed_and_resume_reruns_it(
-    tmp_path, ray_cluster, monkeypatch
-):
-    from stoker.sweep import SweepOptions, run_sweep
-    from stoker.sweep._ray_launch import RayLauncher
+def test_a_trial_on_a_lost_node_is_killed_and_resume_reruns_it(tmp_path, ray_cluster):
     from tests.integration.test_ray_cluster import NODE_RESOURCE, add_two_nodes
 
     sleeper = _script(tmp_path, "sleeper.py", SLEEPER)
-    store = str(tmp_path / "s.db")
-    monkeypatch.chdir(tmp_path)
-    options = SweepOptions(
-        grid={"a": [1]},
-        command=[sys.executable, str(sleeper)],
-        name="lost",
-        store=store,
-    )
+    store = tmp_path / "s.db"
+    log = tmp_path / ".stoker/sweeps/lost/a=1_1.log"
     nodes = add_two_nodes(ray_cluster)
     cluster, _ = next(nodes)
     try:
-        launcher = _Recording(RayLauncher(resources={NODE_RESOURCE: 1}, store=store))
-        victim: list = []
-
-        def remove_the_trials_node() -> None:
-            _pids([tmp_path / "pids-1"])
-            while launcher.handles[0].started is None:
-                time.sleep(0.05)
-            node_id = launcher.handles[0].started.node_id
-            victim.append(node_id)
-            node = next(n for n in cluster.worker_nodes if n.node_id == node_id)
-            cluster.remove_node(node, allow_graceful=False)
-
-        remover = threading.Thread(target=remove_the_trials_node, daemon=True)
-        remover.start()
+        argv = _sweep_argv(
+            *["--name", "lost", "--ray", ray_cluster.address, "--grid", "a=1"],
+            *["--ray-resource", f"{NODE_RESOURCE}=1", "--"],
+            *[sys.executable, str(sleeper)],
+        )
+        proc = subprocess.Popen(
+            argv,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "STOKER_STORE": str(store)},
+        )
+        pids = _pids([tmp_path / "pids-1"], proc)
+        # The log's first line names the trial's node.
+        where = log.read_text().split("on node ")[1].split()[0]
+        (victim,) = [n for n in cluster.worker_nodes if n.node_id.startswith(where)]
+        cluster.remove_node(victim, allow_graceful=False)
         t0 = time.monotonic()
-        done = run_sweep(options, launcher=launcher)
-        remover.join(timeout=30)
+        _, err = proc.communicate(timeout=60)
         print(f"lost node noticed in {time.monotonic() - t0:.1f} s")
-        (result,) = done.results
-        assert result.status == "killed" and result.returncode is None
-        assert result.error is not None
-        assert f"node {victim[0][:12]}" in result.error and "was lost" in result.error
+        assert proc.returncode == 1, err
+        assert f"trial a=1#1 killed: killed: node {where}" in err
+        assert "run the killed trials again with `stoker sweep --resume lost`" in err
         (trial,) = T.get_sweep("lost", store)["trials"]
-        assert trial["status"] == "killed" and trial["error"] == result.error
-        assert "was lost" in trial["log_tail"]
-        assert not _gone(_pids([tmp_path / "pids-1"])), "orphans left"
+        assert trial["status"] == "killed" and trial["returncode"] is None
+        assert f"node {where}" in trial["error"] and "was lost" in trial["error"]
+        assert "NodeDiedError" in trial["error"] and "was lost" in trial["log_tail"]
+        assert not _gone(pids), "orphans left"
     finally:
         next(nodes, None)
-    # Resume: the trial runs again (on the head now) and finishes.
+    # --resume runs it again; the recorded placement asks for the lost nodes'
+    # resource, so --ray places it anew (on the head).
     (tmp_path / "pids-1").unlink()
-    monkeypatch.setenv("SLEEPER_FAST", "1")
-    done = run_sweep(options, resume=True, launcher=RayLauncher(store=store))
-    assert [r.status for r in done.results] == ["finished"]
+    proc = _sweep(
+        tmp_path,
+        *["--resume", "lost", "--ray", ray_cluster.address],
+        store=store,
+        env={"SLEEPER_FAST": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
     (trial,) = T.get_sweep("lost", store)["trials"]
     assert trial["status"] == "finished"
