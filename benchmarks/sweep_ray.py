@@ -1,8 +1,8 @@
-# Run: .venv/bin/python benchmarks/sweep_ray.py  (about 1 min). Last run (2 vCPUs
+# Run: .venv/bin/python benchmarks/sweep_ray.py  (about 15 s). Last run (2 vCPUs
 # shared with other jobs; table and method in docs/benchmarks.md, issue 17):
-#   local ray.init 3.4 s (stated apart)
-#   8 tracked trials, 2 at once: local 4.71 s (1.18 s/trial), ray 5.19 s (1.30 s/trial)
-#   ray / local: 1.10
+#   local ray.init 4.7 s (stated apart)
+#   8 tracked trials, 2 at once: local 2.09 s (0.52 s/trial), ray 2.02 s (0.50 s/trial)
+#   ray / local: 0.97
 """What running a sweep's trials as Ray tasks costs against local subprocesses.
 
 One process, one local Ray instance with 2 CPUs started first (its start-up is stated

@@ -83,14 +83,17 @@ class _Progress:
 
 
 def _ray_placement(
-    address: str | None, cpus: float | None, resources: tuple[str, ...]
+    address: str | None,
+    cpus: float | None,
+    gpus: float | None,
+    resources: tuple[str, ...],
 ) -> dict[str, Any] | None:
     """``SweepOptions.ray`` from the --ray options, or None without --ray."""
     from stoker import ConfigError
 
     if address is None:
-        if cpus is not None or resources:
-            raise ConfigError("--ray-cpus and --ray-resource go with --ray")
+        if cpus is not None or gpus is not None or resources:
+            raise ConfigError("--ray-cpus, --ray-gpus and --ray-resource go with --ray")
         return None
     wanted: dict[str, float] = {}
     for pair in resources:
@@ -105,6 +108,7 @@ def _ray_placement(
     return {
         "address": address or None,
         "num_cpus": 1.0 if cpus is None else cpus,
+        "num_gpus": gpus or 0.0,
         "resources": wanted,
     }
 
@@ -169,6 +173,13 @@ def _ray_placement(
     help="With --ray: CPUs each trial reserves [default: 1].",
 )
 @click.option(
+    "--ray-gpus",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="N",
+    help="With --ray: GPUs each trial reserves [default: 0].",
+)
+@click.option(
     "--ray-resource",
     "ray_resources",
     multiple=True,
@@ -195,6 +206,7 @@ def sweep(
     store: str | None,
     ray: str | None,
     ray_cpus: float | None,
+    ray_gpus: float | None,
     ray_resources: tuple[str, ...],
     metric: str | None,
     x: str | None,
@@ -216,7 +228,7 @@ def sweep(
     name = name or dt.datetime.now().strftime("sweep-%Y%m%d-%H%M%S")
 
     try:
-        placement = _ray_placement(ray, ray_cpus, ray_resources)
+        placement = _ray_placement(ray, ray_cpus, ray_gpus, ray_resources)
         if resume:
             if grid or command:
                 raise ConfigError(

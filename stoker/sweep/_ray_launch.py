@@ -1,9 +1,9 @@
 """Sweep trials as Ray tasks: ``stoker sweep ... --ray [ADDRESS]``.
 
 Rule: each trial is one Ray task (``max_retries=0``: a trial is never re-run behind
-the sweep's back) reserving ``num_cpus`` and ``resources``; it runs the trial's
-command as a subprocess on whichever node Ray placed it, in the sweep's working
-directory, and streams the output into the trial's log file here
+the sweep's back) reserving ``num_cpus``, ``num_gpus`` and ``resources``; it runs
+the trial's command as a subprocess on whichever node Ray placed it, in the sweep's
+working directory, and streams the output into the trial's log file here
 (``_ray_trial``). :meth:`RayTrial.poll` never blocks (``ray.wait(timeout=0)``).
 :meth:`RayTrial.stop` stops the trial's whole process group on its node, SIGINT then
 SIGKILL as ``LocalLauncher`` does, and only then lets the task go.
@@ -188,7 +188,9 @@ class RayLauncher:
         address: the cluster (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``);
             None: this process's cluster, else ``RAY_ADDRESS``, else a local one.
         num_cpus: CPUs each trial reserves (fractions allowed).
-        resources: custom Ray resources each trial reserves, e.g. ``{"gpu_box": 1}``.
+        num_gpus: GPUs each trial reserves; Ray gives the trial its own
+            ``CUDA_VISIBLE_DEVICES``, which wins over the driver's.
+        resources: custom Ray resources each trial reserves, e.g. ``{"big_box": 1}``.
         store: the sweep's store; a local SQLite file is refused on a cluster with
             nodes on other machines.
 
@@ -202,6 +204,7 @@ class RayLauncher:
         address: str | None = None,
         num_cpus: float = 1.0,
         resources: Mapping[str, float] | None = None,
+        num_gpus: float = 0.0,
         store: str | None = None,
     ) -> None:
         # RayOptions validates the address, the CPUs and the resources for us.
@@ -210,7 +213,12 @@ class RayLauncher:
         )
         if not opts.num_cpus:
             raise ConfigError(f"--ray-cpus {num_cpus}: a trial needs more than 0 CPUs")
+        if isinstance(num_gpus, bool) or not (
+            isinstance(num_gpus, (int, float)) and num_gpus >= 0
+        ):
+            raise ConfigError(f"--ray-gpus {num_gpus!r}: expected a number >= 0")
         self.num_cpus = float(num_cpus)
+        self.num_gpus = float(num_gpus)
         self.resources = dict(opts.resources)
         self._ray = ray = load_ray()
         connect(ray, opts)
@@ -228,6 +236,8 @@ class RayLauncher:
 
     def _check_fits(self) -> None:
         need = {"CPU": self.num_cpus, **self.resources}
+        if self.num_gpus:
+            need["GPU"] = self.num_gpus
         if any(
             all(n.get("Resources", {}).get(k, 0.0) >= v for k, v in need.items())
             for n in self.nodes
@@ -244,8 +254,8 @@ class RayLauncher:
         raise ConfigError(
             "no node of the Ray cluster can run a trial that needs "
             + ", ".join(f"{k}={v:g}" for k, v in need.items())
-            + f" (the nodes have: {have or 'nothing'}): lower --ray-cpus or add a "
-            "node with these resources"
+            + f" (the nodes have: {have or 'nothing'}): ask for less (--ray-cpus, "
+            "--ray-gpus, --ray-resource) or add a node with these resources"
         )
 
     def cluster_is_local(self) -> bool:
@@ -268,7 +278,9 @@ class RayLauncher:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_bytes(b"")
         gen = self._trial.options(
-            num_cpus=self.num_cpus, resources=self.resources or None
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            resources=self.resources or None,
         ).remote(
             list(argv),
             os.getcwd(),
@@ -276,5 +288,6 @@ class RayLauncher:
             dict(env),
             self.local_store_host,
             STOP_GRACE_S,
+            _ray_trial.DEVICE_VARS if self.num_gpus else (),
         )
         return RayTrial(self._ray, gen, log_path, self._reap)

@@ -32,7 +32,8 @@ Why the environment is the node's, then the driver's, then the trial's: a trial
 should see what the user exported when starting the sweep (as a local trial does),
 but not what only describes the driver's machine or shell (:data:`_HOST_ONLY`), nor
 the driver's Ray settings (``RAY_*``), which would point this node's tools at the
-wrong place.
+wrong place, nor, for a trial that reserved GPUs, the driver's device list
+(:data:`DEVICE_VARS`): Ray set the node's to the GPUs it gave the trial.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ _CHUNK_BYTES = 65_536
 # what they write for at most this long, then end the trial.
 _DRAIN_S = 1.0
 _POLL_S = 0.05
+# What Ray sets on the node for a task with GPUs (NVIDIA, AMD).
+DEVICE_VARS = ("CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES")
 _HOST_ONLY = frozenset(
     {
         "HOSTNAME",
@@ -127,13 +130,15 @@ def trial_env(
     node_env: Mapping[str, str],
     driver_env: Mapping[str, str],
     trial: Mapping[str, str],
+    node_wins: Sequence[str] = (),
 ) -> dict[str, str]:
-    """The child's environment (module docstring: node, then driver, then trial)."""
+    """The child's environment (module docstring: node, then driver, then trial);
+    ``node_wins``: names whose value on the node is kept over the driver's."""
     env = dict(node_env)
     env.update(
         (k, v)
         for k, v in driver_env.items()
-        if k not in _HOST_ONLY and not k.startswith("RAY_")
+        if k not in _HOST_ONLY and not k.startswith("RAY_") and k not in node_wins
     )
     env.update(trial)
     return env
@@ -188,9 +193,11 @@ def run_trial(
     trial: Mapping[str, str],
     local_store_host: str | None,
     stop_grace_s: float,
+    node_wins: Sequence[str] = (),
 ) -> Iterator[Any]:
     """Body of the trial task (module docstring). ``local_store_host``: the driver's
-    hostname when the store is a local SQLite file, which only that host can open."""
+    hostname when the store is a local SQLite file, which only that host can open;
+    ``node_wins``: see :func:`trial_env`."""
     import ray
 
     ctx = ray.get_runtime_context()
@@ -237,7 +244,7 @@ def run_trial(
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=trial_env(os.environ, driver_env, trial),
+            env=trial_env(os.environ, driver_env, trial, node_wins),
             start_new_session=True,
             pass_fds=(alive_r, status_w),
         )

@@ -106,6 +106,7 @@ def test_a_2x2_grid_as_ray_tasks_then_resume(tmp_path, ray_cluster):
     assert sweep["options"]["ray"] == {
         "address": ray_cluster.address,
         "num_cpus": 1.0,
+        "num_gpus": 0.0,
         "resources": {},
     }
     # The head has 2 CPUs and a trial reserves 1: two at once by default.
@@ -226,6 +227,8 @@ def test_what_the_cluster_cannot_do_is_refused_up_front(
 
     with pytest.raises(ConfigError, match="no node of the Ray cluster.*CPU=64"):
         RayLauncher(num_cpus=64, store=str(tmp_path / "s.db"))
+    with pytest.raises(ConfigError, match="no node of the Ray cluster.*GPU=1"):
+        RayLauncher(num_gpus=1, store=str(tmp_path / "s.db"))
     monkeypatch.setattr(RayLauncher, "cluster_is_local", lambda self: False)
     with pytest.raises(ConfigError, match=r"--ray with a local store.*postgresql"):
         RayLauncher(store=str(tmp_path / "s.db"))
@@ -235,6 +238,32 @@ def test_what_the_cluster_cannot_do_is_refused_up_front(
         tmp_path, "--ray-cpus", "2", "--grid", "a=1", "--", "true", store="s.db"
     )
     assert proc.returncode == 2 and "go with --ray" in proc.stderr
+
+
+def test_a_trial_sees_the_node_then_the_driver_then_its_own_variables():
+    from stoker.sweep._ray_trial import DEVICE_VARS, trial_env
+
+    node = {"PATH": "/node/bin", "HOSTNAME": "node", "CUDA_VISIBLE_DEVICES": "3"}
+    driver = {
+        "PATH": "/driver/bin",
+        "HOSTNAME": "laptop",
+        "RAY_ADDRESS": "10.0.0.1:6379",
+        "MY_FLAG": "1",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "STOKER_STORE": "driver.db",
+    }
+    trial = {"STOKER_STORE": "postgresql://db/x", "STOKER_PARAMS": "{}"}
+    env = trial_env(node, driver, trial)
+    assert env == {
+        "PATH": "/driver/bin",
+        "HOSTNAME": "node",  # the driver's describes the driver's machine
+        "MY_FLAG": "1",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "STOKER_STORE": "postgresql://db/x",
+        "STOKER_PARAMS": "{}",
+    }
+    # A trial with GPUs keeps the devices Ray gave it on the node.
+    assert trial_env(node, driver, trial, DEVICE_VARS)["CUDA_VISIBLE_DEVICES"] == "3"
 
 
 def test_without_ray_the_error_names_the_pip_command(tmp_path):
