@@ -110,3 +110,19 @@ class Logged:
             f.write(f"{i}\n")
         time.sleep(self.sleep)
         return np.array([i])
+
+
+class LockAt:
+    """Cheap batches ``np.full(2, i)``, except batch ``bad``: a lock, which cannot
+    leave the worker (in the middle of a run of batches sent in one call)."""
+
+    def __init__(self, bad: int, n: int) -> None:
+        self.bad, self.n = bad, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        import numpy as np
+
+        return threading.Lock() if i == self.bad else np.full(2, i)

@@ -1,11 +1,12 @@
 """The Ray worker actor and the records that cross between it and the consumer.
 
 Rule: an actor holds one copy of the loader's :class:`Fetcher` (received once, from
-the object store) and computes one batch per ``fetch`` call; it never raises out of
-``fetch``. A user exception comes back packed (``tracebacks.pack``) inside the reply,
-so the consumer rebuilds it with its own type and the actor's traceback exactly as
-for process workers, instead of Ray's ``RayTaskError`` wrapper. Only a dead actor or
-node makes ``ray.get`` raise, which is how the consumer tells a crash from an error.
+the object store) and computes one batch per ``fetch`` call (or a run of them per
+``fetch_many`` call); it never raises out of either. A user exception comes back
+packed (``tracebacks.pack``) inside the reply, so the consumer rebuilds it with its
+own type and the actor's traceback exactly as for process workers, instead of Ray's
+``RayTaskError`` wrapper. Only a dead actor or node makes ``ray.get`` raise, which is
+how the consumer tells a crash from an error.
 
 Why an actor per worker rather than Ray tasks: a task would deserialize the source
 for every batch; an actor keeps it, and its reseeded global generators belong to its
@@ -112,6 +113,10 @@ class RayWorker:
             )
         cpu = time.thread_time() - c0
         return RayReply(task.pos, batch, clock() - t0, cpu, nbytes(batch), None)
+
+    def fetch_many(self, tasks: list[RayTask]) -> list[RayReply]:
+        """Compute a run of batches in one call (``_ray_run``: cheap batches)."""
+        return [self.fetch(task) for task in tasks]
 
     def skip_runs_below(self, run: int) -> None:
         """Tasks of runs below ``run`` still queued here return at once, unrun.

@@ -7,6 +7,17 @@ buffer; each goes to the live actor with the fewest tasks queued. Everything her
 runs on the consumer's thread: ``get`` waits on the refs in flight with
 ``ray.wait`` and collects every finished one in the same round trip.
 
+Rule for cheap batches: one actor call costs about half a millisecond of Ray's own
+work (``benchmarks/ray_backend.py``: 488 us per trivial batch), so when the batches
+take much less than that to produce (a running average of ``produce_s``), a call
+carries a run of consecutive batches (``fetch_many``), up to :data:`_MAX_CHUNK` and
+to an equal share of the tokens per actor; while calls are under way, the next run
+waits for its tokens rather than leave as a shorter one. Batches that take longer
+than a call costs go one per call, exactly as before. Each batch of a run still
+holds its own token and comes back as its own ``RayReply``, so the bound, the order,
+the errors and the stats are those of single calls. A run whose reply cannot be
+serialized is sent again one batch per call, so the error names the batch.
+
 Why the split between a lost actor and a failed batch: ``fetch`` never raises (it
 returns the user's exception packed), so when ``ray.get`` raises, either Ray could
 not serialize the reply (``RayTaskError``: the batch does not pickle) or the actor
@@ -54,6 +65,21 @@ class _Flight(NamedTuple):
     attempt: int
 
 
+class _Call(NamedTuple):
+    """One actor call in flight: its tasks, and whether it was ``fetch_many``."""
+
+    flights: list[_Flight]
+    many: bool
+
+
+# See the module docstring: the cost of one actor call, and the longest run of
+# batches per call (a run's batches reach the consumer together).
+_CALL_COST_S = 0.0005
+_MAX_CHUNK = 16
+# Weight of the newest batch in the running average of produce times.
+_EMA_WEIGHT = 0.2
+
+
 class RayEpochRun:
     """One epoch on the backend's actors (see the module docstring for the bound)."""
 
@@ -66,61 +92,103 @@ class RayEpochRun:
         self.epoch = epoch
         self._todo: deque[Task] = deque(tasks)
         self._tokens = budget
-        self._flight: dict[Any, _Flight] = {}  # ObjectRef -> task
+        self._budget = budget
+        self._produce_s: float | None = None  # running average, for _chunk
+        self._flight: dict[Any, _Call] = {}  # ObjectRef -> the call's tasks
         self._done: deque[Result] = deque()
         self._crashed = False  # an actor died: start no new task
         self._collecting: list[_Flight] = []
         self._stopped = False
         self._pump()
 
+    def _chunk(self) -> int:
+        """How many batches the next call carries (module docstring)."""
+        if self._produce_s is None:
+            return 1
+        want = int(_CALL_COST_S / max(self._produce_s, 1e-7))
+        share = self._budget // self._backend.workers
+        return max(1, min(want, share, _MAX_CHUNK))
+
     def _pump(self) -> None:
         while self._todo and self._tokens > 0 and not self._stopped:
             if self._crashed:
                 return
-            pos, key = self._todo.popleft()
-            self._tokens -= 1
-            self._submit(pos, key, 0)
+            n = min(self._chunk(), len(self._todo))
+            if self._tokens < n and self._flight:
+                return  # work is under way: wait for the tokens of a whole run
+            n = min(n, self._tokens)
+            items = [self._todo.popleft() for _ in range(n)]
+            self._tokens -= n
+            self._submit(items, 0)
 
-    def _submit(self, pos: int, key: Key, attempt: int) -> None:
+    def _submit(self, items: list[tuple[int, Key]], attempt: int) -> None:
         worker = self._backend.least_loaded()
-        ref = worker.handle.fetch.remote(RayTask(self.run, self.epoch, pos, key))
-        worker.load += 1
-        self._flight[ref] = _Flight(pos, key, worker, attempt)
+        tasks = [RayTask(self.run, self.epoch, pos, key) for pos, key in items]
+        if len(tasks) == 1:
+            ref = worker.handle.fetch.remote(tasks[0])
+        else:
+            ref = worker.handle.fetch_many.remote(tasks)
+        worker.load += len(tasks)
+        self._backend.stats["ray_calls"] += 1
+        flights = [_Flight(pos, key, worker, attempt) for pos, key in items]
+        self._flight[ref] = _Call(flights, len(tasks) > 1)
+
+    def _observe(self, reply: RayReply) -> None:
+        if reply.skipped or reply.error is not None:
+            return
+        last = self._produce_s
+        produce = reply.produce_s
+        self._produce_s = (
+            produce if last is None else last + _EMA_WEIGHT * (produce - last)
+        )
 
     def _collect(self, ready: list[Any]) -> None:
         ray = self._ray
-        flights = [self._flight.pop(ref) for ref in ready]
-        for f in flights:
-            f.worker.load -= 1
-            self._backend.learn(f.worker)  # its node, for stats and messages
+        calls = [self._flight.pop(ref) for ref in ready]
+        for call in calls:
+            for f in call.flights:
+                f.worker.load -= 1
+            self._backend.learn(call.flights[0].worker)  # for stats and messages
         try:
             replies = ray.get(ready)
         except ray.exceptions.RayError:
             replies = None  # one of them failed: take them one by one
         if replies is not None:
-            for f, reply in zip(flights, replies, strict=True):
-                self._on_reply(f, reply)
+            for call, reply in zip(calls, replies, strict=True):
+                self._on_replies(call, reply)
             return
-        outcomes: list[tuple[_Flight, Any, Exception | None]] = []
-        for f, ref in zip(flights, ready, strict=True):
+        outcomes: list[tuple[_Call, Any, Exception | None]] = []
+        for call, ref in zip(calls, ready, strict=True):
             try:
-                outcomes.append((f, ray.get(ref), None))
+                outcomes.append((call, ray.get(ref), None))
             except ray.exceptions.RayError as error:
-                outcomes.append((f, None, error))
+                outcomes.append((call, None, error))
         # For _on_lost: the dead actor's other batches lost in this same round.
         self._collecting = [
             f
-            for f, _, exc in outcomes
+            for call, _, exc in outcomes
             if exc is not None and not isinstance(exc, ray.exceptions.RayTaskError)
+            for f in call.flights
         ]
-        for f, reply, exc in outcomes:
+        for call, reply, exc in outcomes:
             if exc is None:
-                self._on_reply(f, reply)
+                self._on_replies(call, reply)
+            elif isinstance(exc, ray.exceptions.RayTaskError) and call.many:
+                # Which batch does not pickle? Ask again one batch per call.
+                for f in call.flights:
+                    self._submit([(f.pos, f.key)], f.attempt)
             elif isinstance(exc, ray.exceptions.RayTaskError):
-                self._on_unsendable(f, exc)
+                self._on_unsendable(call.flights[0], exc)
             else:
-                self._on_lost(f, exc)
+                for f in call.flights:
+                    self._on_lost(f, exc)
         self._collecting = []
+
+    def _on_replies(self, call: _Call, reply: Any) -> None:
+        replies = reply if call.many else [reply]
+        for f, one in zip(call.flights, replies, strict=True):
+            self._observe(one)
+            self._on_reply(f, one)
 
     def _index(self, f: _Flight) -> int:
         return f.key if isinstance(f.key, int) else f.pos
@@ -173,12 +241,15 @@ class RayEpochRun:
         if backend.options.retry and f.attempt == 0 and not self._stopped:
             backend.replace(f.worker)
             backend.stats["ray_retries"] += 1
-            self._submit(f.pos, f.key, 1)
+            self._submit([(f.pos, f.key)], 1)
             return
         # Delivered in order like a raised exception: batches before it that other
         # actors still compute arrive first. No new task starts after a crash.
         self._crashed = True
-        others = [*self._flight.values(), *self._collecting]
+        others = [
+            *(o for call in self._flight.values() for o in call.flights),
+            *self._collecting,
+        ]
         lost = {(o.pos, self._index(o)) for o in others if o.worker is f.worker}
         lost.add((f.pos, self._index(f)))
         error = backend.crashed(f.worker, sorted(lost), self, exc)
@@ -239,7 +310,8 @@ class RayEpochRun:
                 refs, num_returns=len(refs), timeout=remaining, fetch_local=False
             )
             for ref in ready:
-                self._flight.pop(ref).worker.load -= 1
+                for f in self._flight.pop(ref).flights:
+                    f.worker.load -= 1
         if self._backend.closed:
             self._flight.clear()
         return not self._flight

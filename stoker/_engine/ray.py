@@ -84,7 +84,9 @@ class RayBackend:
         self._runs = itertools.count(1)
         self.closed = False
         self.stats = stats  # shown in loader.stats.summary()["backend"]
-        stats.update(ray_workers=opts.workers, ray_retries=0, ray_restarts=0)
+        stats.update(
+            ray_workers=opts.workers, ray_retries=0, ray_restarts=0, ray_calls=0
+        )
 
     # -- workers ------------------------------------------------------------------
     def _start(self) -> None:
@@ -130,6 +132,11 @@ class RayBackend:
             name=None,
         ).remote(self._fetcher_ref, self._reseed)
         return Worker(w, handle, handle.info.remote())
+
+    @property
+    def workers(self) -> int:
+        """How many actors the loader keeps."""
+        return self._workers
 
     def least_loaded(self) -> Worker:
         """The live worker with the fewest tasks queued."""

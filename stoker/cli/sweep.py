@@ -72,11 +72,45 @@ class _Progress:
             )
         failed = sum(r.status == "failed" for r in sweep.results)
         state = f"running {len(sweep.running)}, failed {failed}"
+        killed = sum(r.status == "killed" for r in sweep.results)
+        if killed:
+            state += f", killed {killed}"
         if sweep.skipped:
             state += f", {sweep.skipped} done before"
         self.bar.update(
             self.task, completed=sweep.skipped + len(sweep.results), state=state
         )
+
+
+def _ray_placement(
+    address: str | None,
+    cpus: float | None,
+    gpus: float | None,
+    resources: tuple[str, ...],
+) -> dict[str, Any] | None:
+    """``SweepOptions.ray`` from the --ray options, or None without --ray."""
+    from stoker import ConfigError
+
+    if address is None:
+        if cpus is not None or gpus is not None or resources:
+            raise ConfigError("--ray-cpus, --ray-gpus and --ray-resource go with --ray")
+        return None
+    wanted: dict[str, float] = {}
+    for pair in resources:
+        key, _, value = pair.partition("=")
+        try:
+            wanted[key.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(
+                f"--ray-resource {pair!r}: expected NAME=N, e.g. --ray-resource "
+                "gpu_box=1"
+            ) from None
+    return {
+        "address": address or None,
+        "num_cpus": 1.0 if cpus is None else cpus,
+        "num_gpus": gpus or 0.0,
+        "resources": wanted,
+    }
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -97,9 +131,9 @@ class _Progress:
 @click.option(
     "--parallel",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Trials at once (keep 1 when timing).",
+    default=None,
+    help="Trials at once (keep 1 when timing) [default: 1; with --ray: the "
+    "cluster's CPUs / --ray-cpus].",
 )
 @click.option(
     "--as-args",
@@ -120,6 +154,38 @@ class _Progress:
     help="The store's path or postgresql:// URL [default: $STOKER_STORE, else "
     ".stoker/store.db].",
 )
+@click.option(
+    "--ray",
+    "ray",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run each trial as a Ray task: on the cluster at ADDRESS ('auto', "
+    "'ray://host:10001', 'host:6379'), or with no ADDRESS on $RAY_ADDRESS, else a "
+    "local Ray instance. See docs/sweep.md.",
+)
+@click.option(
+    "--ray-cpus",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="N",
+    help="With --ray: CPUs each trial reserves [default: 1].",
+)
+@click.option(
+    "--ray-gpus",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="N",
+    help="With --ray: GPUs each trial reserves [default: 0].",
+)
+@click.option(
+    "--ray-resource",
+    "ray_resources",
+    multiple=True,
+    metavar="NAME=N",
+    help="With --ray: a custom Ray resource each trial reserves; repeatable.",
+)
 @click.option("--metric", help="Also tabulate (and chart) this metric's last value.")
 @click.option("--x", "x", metavar="PARAM", help="The chart's x [default: workers].")
 @click.option(
@@ -133,11 +199,15 @@ class _Progress:
 def sweep(
     grid: tuple[str, ...],
     repeat: int,
-    parallel: int,
+    parallel: int | None,
     as_args: bool,
     name: str | None,
     resume: str | None,
     store: str | None,
+    ray: str | None,
+    ray_cpus: float | None,
+    ray_gpus: float | None,
+    ray_resources: tuple[str, ...],
     metric: str | None,
     x: str | None,
     chart: str | None,
@@ -158,6 +228,7 @@ def sweep(
     name = name or dt.datetime.now().strftime("sweep-%Y%m%d-%H%M%S")
 
     try:
+        placement = _ray_placement(ray, ray_cpus, ray_gpus, ray_resources)
         if resume:
             if grid or command:
                 raise ConfigError(
@@ -170,6 +241,7 @@ def sweep(
                 parallel=parallel,
                 name=resume,
                 store=store,
+                ray=placement,
             )
         else:
             options = SweepOptions(
@@ -180,6 +252,7 @@ def sweep(
                 as_args=as_args,
                 name=name,
                 store=store,
+                ray=placement,
             )
     except ConfigError as e:
         raise click.UsageError(str(e)) from None
@@ -190,6 +263,8 @@ def sweep(
             done = _call(
                 run_sweep, options, resume=bool(resume), on_change=progress.update
             )
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:
         which = resume or name
         click.echo(
@@ -204,8 +279,13 @@ def sweep(
     else:
         print_table(table, metric)
     for r in done.results:
-        if r.status == "failed":
-            click.echo(f"trial {r.trial.key} failed: {r.error}", err=True)
+        if r.status in ("failed", "killed"):
+            click.echo(f"trial {r.trial.key} {r.status}: {r.error}", err=True)
+    if any(r.status == "killed" for r in done.results):
+        click.echo(
+            f"run the killed trials again with `stoker sweep --resume {done.name}`",
+            err=True,
+        )
     if not no_chart:
         path = Path(chart) if chart else done.log_dir / "chart.png"
         try:
@@ -213,5 +293,5 @@ def sweep(
             click.echo(f"chart: {path}", err=True)
         except ConfigError as e:
             click.echo(f"no chart: {e}", err=True)
-    failed = any(r.status == "failed" for r in done.results)
+    failed = any(r.status in ("failed", "killed") for r in done.results)
     sys.exit(1 if failed else 0)

@@ -26,7 +26,13 @@ _POLL_S = 0.05
 
 
 class Handle(Protocol):
-    """A started trial."""
+    """A started trial.
+
+    A handle may also have a ``lost`` attribute: None, or why the infrastructure
+    ended the trial (``RayTrial``: its node was lost). The sweep then records the
+    trial 'killed' with that reason, not 'failed' with the exit code ``poll``
+    returned, and ``--resume`` runs it again. A local process is never lost.
+    """
 
     def poll(self) -> int | None:
         """The exit code once the trial ended, else None; never blocks."""

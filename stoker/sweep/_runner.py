@@ -10,9 +10,13 @@ Rules:
   tags its run and records the params, ``stoker.param`` reads them;
 - a failed trial (non-zero exit) is recorded with its exit code, its error (the
   last line of its output) and the tail of its log, and the sweep goes on;
+- a trial the infrastructure ended (its Ray node was lost: the handle's ``lost``
+  says why, see ``Handle``) is recorded 'killed' with that reason as its error and
+  no exit code: it did not fail, it was not run to the end;
 - Ctrl-C (KeyboardInterrupt) stops every running trial (``Handle.stop``: the whole
   process group), records them and the sweep as 'stopped', then re-raises;
-- ``resume``: the trials whose last record is 'finished' are not run again.
+- ``resume``: the trials whose last record is 'finished' are not run again (failed,
+  stopped and killed ones are).
 
 Every wait is a poll every :data:`_POLL_S`; nothing blocks on a trial.
 """
@@ -47,21 +51,27 @@ class SweepOptions:
         grid: parameter name -> the values to try (see ``parse_grid``).
         command: the program to run per trial, e.g. ``["python", "train.py"]``.
         repeat: how many times each combination runs (the table shows medians).
-        parallel: trials running at once (1: one after another, as timing needs).
+        parallel: trials running at once (1: one after another, as timing needs);
+            None: 1 on this machine, and on Ray as many as the cluster's CPUs hold
+            (its CPUs divided by the CPUs each trial reserves).
         as_args: also pass each param as ``--NAME=VALUE`` to the command.
         name: the sweep's name; default ``sweep-<date>-<time>``.
         store: the store (path or URL); default ``$STOKER_STORE`` or the local one.
         log_dir: where trial logs go; default ``.stoker/sweeps/<name>``.
+        ray: how trials were placed on Ray (``address``, ``num_cpus``,
+            ``resources``), recorded with the sweep so that ``--resume`` places
+            them the same way; None: trials run on this machine.
     """
 
     grid: Mapping[str, Sequence[Any]]
     command: Sequence[str]
     repeat: int = 1
-    parallel: int = 1
+    parallel: int | None = 1
     as_args: bool = False
     name: str | None = None
     store: str | None = None
     log_dir: Path | None = None
+    ray: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -73,7 +83,7 @@ class SweepOptions:
             raise ConfigError("a sweep needs at least one --grid NAME=V1,V2,...")
         if self.repeat < 1:
             raise ConfigError(f"repeat={self.repeat}: use 1 or more")
-        if self.parallel < 1:
+        if self.parallel is not None and self.parallel < 1:
             raise ConfigError(f"parallel={self.parallel}: use 1 or more")
 
 
@@ -82,7 +92,7 @@ class TrialResult:
     """What one trial did (also what the progress callback sees)."""
 
     trial: Trial
-    status: str  # 'finished', 'failed' or 'stopped'
+    status: str  # 'finished', 'failed', 'stopped' or 'killed'
     returncode: int | None
     wall_s: float
     run_id: int | None
@@ -123,6 +133,7 @@ class Sweep:
         self.store = _store_string(options.store)
         self.log_dir = options.log_dir or Path(".stoker") / "sweeps" / self.name
         self._launcher = launcher
+        self.parallel = options.parallel or getattr(launcher, "capacity", lambda: 1)()
         self._on_change = on_change
         self.todo: collections.deque[Trial] = collections.deque()
         self.running: dict[str, tuple[Trial, Handle, float]] = {}
@@ -163,16 +174,21 @@ class Sweep:
         return T.trial_run_id(self.name, trial.key, self.store)
 
     def _finish(
-        self, trial: Trial, returncode: int, started: float, stopped: bool
+        self, trial: Trial, handle: Handle, code: int, started: float, stopped: bool
     ) -> None:
         ended = time.time()
         tail = _tail(self._log_path(trial))
+        returncode: int | None = code
+        # Only launchers that place trials on other machines know of lost nodes.
+        lost = getattr(handle, "lost", None)
         if stopped:
             status, error = "stopped", "stopped by Ctrl-C"
+        elif lost:
+            status, error, returncode = "killed", str(lost), None
         elif returncode == 0:
             status, error = "finished", None
         else:
-            status, error = "failed", _error_line(tail, returncode)
+            status, error = "failed", _error_line(tail, code)
         run_id = self._run_id(trial)
         self._record_trial(
             trial,
@@ -204,8 +220,9 @@ class Sweep:
             grid={k: list(v) for k, v in opts.grid.items()},
             options={
                 "repeat": opts.repeat,
-                "parallel": opts.parallel,
+                "parallel": self.parallel,
                 "as_args": opts.as_args,
+                **({"ray": dict(opts.ray)} if opts.ray is not None else {}),
             },
             store=self.store,
         )
@@ -214,18 +231,19 @@ class Sweep:
         """Run the planned trials; returns the sweep's final status."""
         try:
             while self.todo or self.running:
-                while self.todo and len(self.running) < self.options.parallel:
+                while self.todo and len(self.running) < self.parallel:
                     self._start(self.todo.popleft())
                     self._on_change(self)
                 for trial, handle, started in list(self.running.values()):
                     code = handle.poll()
                     if code is not None:
-                        self._finish(trial, code, started, stopped=False)
+                        self._finish(trial, handle, code, started, stopped=False)
                         self._on_change(self)
                 time.sleep(_POLL_S)
         except KeyboardInterrupt:
             for trial, handle, started in list(self.running.values()):
-                self._finish(trial, handle.stop(), started, stopped=True)
+                code = handle.stop()
+                self._finish(trial, handle, code, started, stopped=True)
             T.record_sweep(self.name, status="stopped", store=self.store)
             self._on_change(self)
             raise
@@ -247,13 +265,17 @@ def run_sweep(
             names the sweep to resume and the grid and command recorded with it are
             used.
         resume: skip the trials that finished before.
-        launcher: how trials start; default: subprocesses of this machine.
+        launcher: how trials start; default: a ``RayLauncher`` when
+            ``options.ray`` is set (or recorded with a resumed sweep), else
+            subprocesses of this machine.
         on_change: called (on this thread) whenever a trial starts or ends.
 
     Returns:
         The sweep, with ``results`` for the trials run now.
 
     Raises:
+        ConfigError: with ``options.ray``: Ray is missing, or the cluster cannot
+            run the trials or reach the store (``RayLauncher``).
         KeyboardInterrupt: after stopping every trial and recording the sweep as
             'stopped'.
         StoreError: the store cannot be used, or ``resume`` names no sweep.
@@ -269,7 +291,12 @@ def run_sweep(
             command=previous["command"],
             repeat=recorded.get("repeat", 1),
             as_args=recorded.get("as_args", False),
+            ray=options.ray if options.ray is not None else recorded.get("ray"),
         )
+    if launcher is None and options.ray is not None:
+        from stoker.sweep._ray_launch import RayLauncher
+
+        launcher = RayLauncher(**options.ray, store=options.store)
     sweep = Sweep(options, launcher or LocalLauncher(), on_change)
     os.makedirs(sweep.log_dir, exist_ok=True)
     sweep.plan(resume)

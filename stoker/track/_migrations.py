@@ -150,8 +150,32 @@ _V2 = (
     ) WITHOUT ROWID""",
 )
 
+# Version 3: a trial may be 'killed': its Ray node was lost (``stoker sweep --ray``),
+# which is neither the trial's failure nor the user's stop, and ``--resume`` runs it
+# again. A CHECK cannot be altered in SQLite: the table is rebuilt (PostgreSQL runs
+# the same statements), its columns in the same order.
+_V3 = (
+    """CREATE TABLE sweep_trials_v3 (
+        sweep TEXT NOT NULL REFERENCES sweeps (name) ON DELETE CASCADE,
+        trial TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('running', 'finished', 'failed', 'stopped', 'killed')),
+        run_id INTEGER,
+        started_at REAL,
+        ended_at REAL,
+        returncode INTEGER,
+        error TEXT,
+        log_tail TEXT,
+        PRIMARY KEY (sweep, trial)
+    ) WITHOUT ROWID""",
+    "INSERT INTO sweep_trials_v3 SELECT * FROM sweep_trials",
+    "DROP TABLE sweep_trials",
+    "ALTER TABLE sweep_trials_v3 RENAME TO sweep_trials",
+)
+
 # Entry i holds the statements of migration i + 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 LATEST = len(MIGRATIONS)
 
 

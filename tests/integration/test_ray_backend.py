@@ -125,6 +125,28 @@ def test_resume_and_shards_match_threads(ray_on):
     assert sorted(seen) == list(range(12))
 
 
+def test_cheap_batches_go_several_to_a_call_with_the_same_bytes(ray_on):
+    """issue 17, per-batch overhead: runs of cheap batches per actor call."""
+    opts: dict[str, Any] = {"workers": 2, "seed": 5, "shuffle": True}
+    with ray_loader(sources.Indexed(n=300), **opts) as r:
+        on_ray = epochs_bytes(r, 2)
+        calls = r.stats.summary()["backend"]["ray_calls"]
+    with stoker.Loader(sources.Indexed(n=300), **opts) as t:
+        assert epochs_bytes(t, 2) == on_ray
+    assert calls < 600 * 0.6, f"{calls} calls for 600 cheap batches"
+    # Batches that take longer than a call costs go one per call.
+    with ray_loader(sources.Slow(sleep=0.005, n=12), workers=2) as slow:
+        assert len(list(slow)) == 12
+        assert slow.stats.summary()["backend"]["ray_calls"] == 12
+    # A batch that cannot be sent, in the middle of a run, is still named.
+    with ray_loader(sources_ray.LockAt(bad=150, n=200), workers=2) as loader:
+        got = []
+        with pytest.raises(stoker.SerializationError, match="batch 150 of epoch 0"):
+            for x in loader:
+                got.append(int(x[0]))
+        assert got == list(range(150))
+
+
 def test_batches_are_zero_copy_views_and_stats_name_the_nodes(ray_on):
     with ray_loader(sources_ray.Big(n=4, mb=2), workers=2) as loader:
         got = list(loader)

@@ -52,6 +52,15 @@ ALLOWED = {
     # layer 4: the dashboard reads through stoker.track's public names only
     "stoker.ui": {"stoker.ui", "stoker.track", "stoker._errors"},
     "stoker.tune": {PUBLIC, "stoker.tune", "stoker.bench"},
+    # layer 4: sweeps launch runs through the tracker; `--ray` finds and starts Ray
+    # exactly as the Loader's Ray backend does (one place says how), issue 17
+    "stoker.sweep": {
+        PUBLIC,
+        "stoker.sweep",
+        "stoker.track",
+        "stoker.bench",
+        "stoker._engine._ray_connect",
+    },
     # layer 5: the CLI may import anything, lazily inside each command
     "stoker.cli": {ANY},
 }

@@ -189,3 +189,39 @@ def test_threads_racing_to_create_one_store_all_succeed(tmp_path):
             t.join(30)
         assert not errors, (trial, errors)
         assert mig.schema_version(sqlite3.connect(path)) == mig.LATEST
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_v3_keeps_a_v2_stores_trials_and_lets_a_trial_be_killed(
+    tmp_path, kind, request, monkeypatch
+):
+    """issue 17: a trial on a lost Ray node is 'killed'; schema 2 refused that."""
+    if kind == "sqlite":
+        store = str(tmp_path / "v2.db")
+        conn = sqlite3.connect(store, isolation_level=None)
+        assert mig.migrate(conn, mig.MIGRATIONS[:2]) == 2
+        conn.execute(
+            "INSERT INTO sweeps VALUES ('s', 'running', 0, NULL, '[\"x\"]', "
+            "'{\"a\": [1, 2]}', '{}')"
+        )
+        trial = "INSERT INTO sweep_trials (sweep, trial, params, status) VALUES "
+        conn.execute(trial + "('s', 'a=1#1', '{\"a\": 1}', 'finished')")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute(trial + "('s', 'a=2#1', '{\"a\": 2}', 'killed')")
+        conn.close()
+    else:
+        from stoker.track import _postgres
+
+        store = request.getfixturevalue("pg_url")
+        # A PostgreSQL store at schema 2, as an older stoker left it.
+        with monkeypatch.context() as m:
+            m.setattr(mig, "MIGRATIONS", mig.MIGRATIONS[:2])
+            m.setattr(mig, "LATEST", 2)
+            T.record_sweep("s", command=["x"], grid={"a": [1, 2]}, store=store)
+            T.record_trial("s", "a=1#1", {"a": 1}, store, status="finished")
+        _postgres._current.clear()
+    T.record_trial("s", "a=2#1", {"a": 2}, store, status="killed", error="node lost")
+    trials = {t["trial"]: t for t in T.get_sweep("s", store)["trials"]}
+    assert trials["a=1#1"]["status"] == "finished"
+    assert trials["a=2#1"]["status"] == "killed"
+    assert trials["a=2#1"]["error"] == "node lost"
