@@ -50,6 +50,7 @@ class Worker:
         self.info: WorkerInfo | None = None
         self.started = time.monotonic()
         self.load = 0  # tasks sent and not yet seen finished
+        self.sent_at = 0.0  # when it was last given a task (least_loaded's tie-break)
         self.dead = False
 
     def where(self) -> str:
@@ -129,6 +130,7 @@ class RayEpochRun:
         else:
             ref = worker.handle.fetch_many.remote(tasks)
         worker.load += len(tasks)
+        worker.sent_at = time.monotonic()
         self._backend.stats["ray_calls"] += 1
         flights = [_Flight(pos, key, worker, attempt) for pos, key in items]
         self._flight[ref] = _Call(flights, len(tasks) > 1)

@@ -271,3 +271,21 @@ def test_batches_stay_valid_after_close(ray_on):
         kept = list(loader)
     assert [int(x[0]) for x, _ in kept] == [0, 1, 2]
     assert np.isfinite(kept[2][1]).all()
+
+
+def test_a_queued_task_goes_to_the_worker_given_one_longest_ago():
+    """Ties in load go to the actor that got a task first (likely the first to
+    finish): pool order sent every queued task to the first actors."""
+    from types import SimpleNamespace
+
+    from stoker._engine._ray_run import Worker
+    from stoker._engine.ray import RayBackend
+
+    pool = [Worker(i, None, None) for i in range(4)]
+    loads = [(1, 3.0), (1, 1.0), (2, 0.5), (1, 2.0)]  # (tasks queued, sent at)
+    for w, (load, sent_at) in zip(pool, loads, strict=True):
+        w.load, w.sent_at = load, sent_at
+    fake = SimpleNamespace(_pool=pool)
+    assert RayBackend.least_loaded(fake) is pool[1]  # type: ignore[arg-type]
+    pool[1].dead = True
+    assert RayBackend.least_loaded(fake) is pool[3]  # type: ignore[arg-type]
