@@ -240,7 +240,17 @@ def test_switches_to_processes_only_when_gil_bound_and_picklable(
         assert modes == [] and ctl.mode == "thread"
 
 
-def test_no_switch_when_the_loop_does_not_wait():
+def test_gil_bound_threads_move_even_when_the_loop_does_not_wait():
+    # Two threads keep the GIL 90% busy; the loop's own Python queues behind them,
+    # so it does not wait for data, it waits for the GIL inside its step.
+    ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    busy = Window(1.0, 200, 0.0, 200 * 0.0045, 200 * 0.0045, 1000, 2, idle_cores=2.0)
+    d = ctl.observe(busy)
+    assert d is not None and (d.old, d.new) == ("thread", "process")
+
+
+def test_no_switch_when_the_threads_are_light():
     ctl = Controller("thread", 2, cores=4, max_memory=10**9, queue=10,
                      can_switch=True)  # fmt: skip
     converge(ctl, produce_s=0.001, step_s=0.01, parallel=1, cpu_share=1.0)
