@@ -84,26 +84,31 @@ class ProcessEpochRun:
         if self._done:
             return self._done.popleft()
         pool = self._pool
-        deadline = time.monotonic() + timeout_s
+        called = time.monotonic()
+        deadline = called + timeout_s
         while pool.failure is None and not pool.closed:
             self._pump()
             self._done.extend(pool.receive(self._run, 0.0))
             if self._done:
                 return self._done.popleft()
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 break
-            # Nothing to hand over yet: the consumer waits. Once its waits since the
-            # last start add up to what a start costs, start the next worker (pool.py).
+            # Nothing to hand over yet: the consumer waits. Once this wait, or the
+            # waits since the last start, are as long as a start, start the next
+            # worker; a start with still nothing to hand over after it was time
+            # spent waiting anyway, so the rest follow at once (pool.py).
             pending = pool.pending
             if pending:
-                remaining = min(remaining, max(0.0, pool.start_s - pool.waited_s))
-            began = time.monotonic()
+                waited = max(now - called, pool.waited_s)
+                if waited >= pool.start_s:
+                    pool.start_pending()
+                    continue
+                remaining = min(remaining, pool.start_s - waited)
             self._done.extend(pool.receive(self._run, remaining))
             if pending:
-                pool.waited_s += time.monotonic() - began
-                if not self._done and pool.waited_s >= pool.start_s:
-                    pool.start_pending()
+                pool.waited_s += time.monotonic() - now
             if self._done:
                 return self._done.popleft()
         return None

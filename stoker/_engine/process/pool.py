@@ -12,12 +12,15 @@ the consumer would otherwise wait (``start_pending``, called by a run's ``get``)
 each taking tasks from the shared socket as soon as it is up. So the first batch
 costs one worker's start plus one batch, whatever the worker count; forking happens
 on the consumer's thread, at a point where it runs no training step. The next
-worker starts once the consumer's waits since the last start add up to what that
-start took (``waited_s`` against ``start_s``): forking a parent that holds torch
-takes 5-7 ms, and a batch that arrives during a fork waits for it. So a quick
-first batch is not held up by workers it did not need (issue 15's time to first
-batch), starting never costs more than the waiting it ends, and a consumer that
-waits even a little per batch still gets every worker in the end.
+worker starts once one wait of the consumer, or its waits since the last start
+added up (``waited_s``), is as long as that start took (``start_s``): forking a
+parent that holds torch takes 5-7 ms, and a batch that arrives during a fork waits
+for it. So a quick first batch is not held up by workers it did not need (issue
+15's time to first batch), and a consumer that waits even a little per batch still
+gets every worker in the end. Once a wait is that long, the rest start one after
+another while nothing arrives (a start with nothing to hand over after it was
+time the consumer would have waited anyway), so a slow source gets its workers as
+fast as they can fork (startup.py: the first epoch at 16 workers).
 
 Watching: ``receive`` waits with one ``epoll`` over the results socket *and every
 started worker's process sentinel*, so a worker that dies is noticed in the same wait
