@@ -380,3 +380,17 @@ def test_cpu_times_reads_proc_stat(tmp_path):
     assert tune.cpu_times(str(stat)) == (850.0, 1000.0)
     idle, total = tune.cpu_times(str(tmp_path / "missing"))
     assert idle != idle and total != total  # NaN: unknown
+
+
+def test_processes_that_slow_a_loop_that_does_not_wait_are_undone():
+    # One thread burning 0.64 CPU in C code (GIL released) looks GIL-bound by its
+    # load; on processes the loop, which did not wait, ran 10% slower: undone.
+    ctl = Controller("thread", 1, cores=2, max_memory=10**9, queue=10,
+                     can_switch=True)  # fmt: skip
+    on_threads = Window(1.0, 450, 0.0, 450 * 0.0014, 450 * 0.0014, 10**7, 1, 1.0)
+    move = ctl.observe(on_threads)
+    assert move is not None and move.new == "process"
+    on_procs = Window(1.0, 405, 0.0, 405 * 0.0014, 405 * 0.0014, 10**7, 2, 1.0)
+    assert ctl.observe(on_procs) is None  # their start: not judged
+    back = ctl.observe(on_procs)
+    assert back is not None and back.new == "thread" and ctl.mode == "thread"
