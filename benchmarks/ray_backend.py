@@ -1,12 +1,12 @@
-# Run: .venv/bin/python benchmarks/ray_backend.py  (about 3 min; --quick for a smoke
-# run). Last run (2 vCPUs shared with other jobs, load average 8-10; a local Ray with
-# 2 CPUs; table and method in docs/benchmarks.md), epoch 2 unless said:
-#   local ray.init 3.65 s; first batch on the running instance 0.12 s (1 actor),
-#     0.48 s (2), 0.76 s (16)
-#   latency 50 ms x 320, 16 workers: stoker-ray 1.22 x ideal (epoch 1: 6.89 s),
-#     Ray Data 19.85 x ideal
-#   9.6 MB batches, GB/s: stoker-ray 0.66, stoker processes 14.38, Ray Data 0.23
-#   trivial batch, us: stoker-ray 488, Ray Data 9614, processes 26, threads 10
+# Run: .venv/bin/python benchmarks/ray_backend.py  (about 2 min; --quick for a smoke
+# run). Last run (2 vCPUs, quiet: load under 1; a local Ray with 2 CPUs; 2026-11-29
+# 12:53; table and method in docs/benchmarks.md), epoch 2 unless said:
+#   local ray.init 3.24 s; first batch on the running instance 0.11 s (1 actor),
+#     0.11 s (2), 0.75 s (16)
+#   latency 50 ms x 320, 16 workers: stoker-ray 1.06 x ideal (epoch 1: 4.66 s),
+#     Ray Data 14.06 x ideal
+#   9.6 MB batches, GB/s: stoker-ray 0.64, stoker processes 15.72, Ray Data 0.30
+#   trivial batch, us: stoker-ray 187, Ray Data 6573, processes 25, threads 13
 """The Ray backend against Ray Data's ``iter_batches`` and stoker's own backends.
 
 Everything runs in one process on one local Ray instance with 2 CPUs, side by side,

@@ -24,16 +24,16 @@ Cases:
   workers, a digits-sized per-sample dataset (``start_method="fork"`` for stoker,
   as DataLoader forks on Linux).
 
-Last numbers (2-core VM shared with other jobs, torch 2.13 CPU; 2026-11-29, one run
-with --repeat 3; also in docs/benchmarks.md):
+Last numbers (2-core VM, quiet: load 0.4-0.6, torch 2.13 CPU; 2026-11-29 12:38, one
+run with --repeat 3; also in docs/benchmarks.md):
 
   | case | DataLoader (s) | stoker (s) | ratio |
   |---|---:|---:|---:|
-  | latency, per epoch, 8 workers | 0.794 | 0.362 | 2.19x |
-  | latency, per epoch, persistent_workers=True | 0.398 | 0.362 | 1.10x |
-  | large (6.3 MB batches), per epoch, 2 processes | 0.467 | 0.228 | 2.05x |
-  | large, whole batches made in place, per epoch, 2 processes | 0.339 | 0.139 | 2.43x |
-  | time to first batch, 4 processes | 0.135 | 0.072 | 1.88x |
+  | latency, per epoch, 8 workers | 0.430 | 0.294 | 1.46x |
+  | latency, per epoch, persistent_workers=True | 0.330 | 0.294 | 1.12x |
+  | large (6.3 MB batches), per epoch, 2 processes | 0.229 | 0.104 | 2.21x |
+  | large, whole batches made in place, per epoch, 2 processes | 0.189 | 0.072 | 2.64x |
+  | time to first batch, 4 processes | 0.066 | 0.014 | 4.60x |
 """
 
 from __future__ import annotations
