@@ -335,32 +335,33 @@ class Controller:
                     f"{produce * 1e3:.1f} ms per batch against a "
                     f"{w.step_s * 1e3:.2f} ms step needs about {need} workers"
                 )
-            elif contended or self._bounded:
-                # The last increase paid, but each batch got slower with it while
-                # the workers burned CPU: they contend for the cores or the GIL, and
-                # an estimate from the slower batches would overshoot (measured on
-                # the files workload: 2 -> 7 -> 22 threads, each batch 16 -> 64 ->
-                # 136 ms). So a quarter more at a time, each judged.
-                new = min(cap, max(self.workers + 1, math.ceil(self.workers * 1.25)))
-                why = (
-                    f"batches took {produce / before[2]:.1f}x longer after the last "
-                    "increase (the workers contend for CPU): trying a quarter more"
-                    if contended and before is not None
-                    else f"more than {self.workers} did not pay before: trying a "
-                    "quarter more"
-                )
             else:
-                # As many workers as the mean asks, and the loop still waits: the
-                # spread of produce times (a slow read, a wake-up late on a busy
-                # machine) leaves gaps the mean does not see. Measured on the
-                # latency workload: 26 threads for a 28-worker estimate delivered
-                # 0.65 of 64 threads. So try a quarter more; the MIN_GAIN test of the
-                # next window undoes it if it did not pay.
+                # A quarter more, judged by the next window's MIN_GAIN test. Why not
+                # the estimate: the last increase made each batch slower while the
+                # workers burned CPU (they contend for the cores or the GIL: the
+                # files workload went 2 -> 7 -> 22 threads as each batch went 16 ->
+                # 64 -> 136 ms); or more did not pay before at this batch cost; or
+                # the count already matches the mean and the loop still waits (the
+                # spread of produce times leaves gaps the mean does not show: 26
+                # threads for a 28-worker estimate delivered 0.65 of 64 on the
+                # latency workload).
                 new = min(cap, max(self.workers + 1, math.ceil(self.workers * 1.25)))
-                why = (
-                    f"{self.workers} workers match the mean produce time but the "
-                    "waits remain: trying more"
-                )
+                if contended and before is not None:
+                    why = (
+                        f"batches took {produce / before[2]:.1f}x longer after the "
+                        "last increase (the workers contend for CPU): trying a "
+                        "quarter more"
+                    )
+                elif self._bounded:
+                    why = (
+                        f"more than {self.workers} did not pay before: trying a "
+                        "quarter more"
+                    )
+                else:
+                    why = (
+                        f"{self.workers} workers match the mean produce time but the "
+                        "waits remain: trying more"
+                    )
             self._before = (self.workers, w.throughput, produce)
             self._floor = max(self._floor, min(self.workers + 1, new))
             self._settling = True
