@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from stoker._engine import pickling
 from stoker._engine.fetch import Fetcher
+from stoker._engine.handoff import HandoffRun
 from stoker._engine.plan import Plan
 
 # Loaded with stoker, not at the first ``iter()`` of a process loader: the modules
@@ -166,6 +167,14 @@ class IndexedFeed:
         self._size: tuple[int, int] | None = None  # (workers, budget) once tuned
         self._switch: tuple[str, int, int] | None = None  # (mode, workers, budget)
         self.mode = opts.mode  # the backend's mode in force (auto may change it)
+        # use_multiprocessing="auto": the epoch's run, which can move to the other
+        # mode in its middle (handoff.py); the backend it leaves until its last
+        # batch is in; tokens the new run waits for while the old one's are held.
+        self._movable = "use_multiprocessing" in opts.auto
+        self._run: HandoffRun | None = None
+        self._leaving: Backend | None = None
+        self._credit = 0
+        self._epoch = 0  # the epoch of ``_run``
         self.fetcher = Fetcher(source, opts.batch_size, seed)
         self._set_plan(seed, first_epoch=0)
 
@@ -208,7 +217,7 @@ class IndexedFeed:
         self._size = (workers, budget)
         resize = getattr(self._backend, "resize", None)
         if resize is not None:
-            resize(workers, budget)
+            resize(workers, max(0, budget - self._credit))
 
     def epoch_length(self, epoch: int) -> int:
         n = source_length(self.source)
@@ -230,9 +239,46 @@ class IndexedFeed:
         change, self._change = self._change, None
         return change
 
-    def switch_mode(self, mode: str, workers: int, budget: int) -> None:
-        """From the next epoch on, run ``workers`` of ``mode`` (``"auto"``)."""
+    def switch_mode(self, mode: str, workers: int, budget: int) -> str:
+        """Run ``workers`` of ``mode`` (``use_multiprocessing="auto"``).
+
+        During an epoch the tasks not yet started move to the new backend at once
+        (``handoff.py``); otherwise, or while an earlier move is still settling,
+        from the next epoch's start. Returns ``"now"``, ``"next epoch"``, or
+        ``"refused"`` (the new backend would not start here: the old one stays,
+        and a warning says why).
+        """
         self._switch = (mode, workers, budget)
+        run = self._run
+        if run is None or not run.can_move:
+            return "next epoch"
+        leaving, was = self._backend, self.mode
+        if not self._switch_now(close_old=False):
+            return "refused"
+        self.mode = was  # until the old run's last batch is in (_retire)
+        rest, owed = run.hand_over()
+        self._credit = min(owed, budget) if rest else 0
+        new = None
+        if rest:
+            self.resize(workers, budget)  # less what the old run still holds
+            new = self.backend.start_epoch(self._epoch, rest)
+        self._leaving = leaving
+        run.move_to(new, len(rest), self._repay, self._retire)
+        return "now"
+
+    def _repay(self, owed: int) -> None:
+        """The loop took one of the old run's batches: ``owed`` are left."""
+        if owed < self._credit:
+            self._credit = owed
+            if self._size is not None:
+                self.resize(*self._size)
+
+    def _retire(self) -> None:
+        """The old run's last batch is in: its backend goes."""
+        self.mode = self._opts.mode
+        leaving, self._leaving = self._leaving, None
+        if leaving is not None:
+            leaving.close(_RESTART_TIMEOUT_S)
 
     def can_cross(self) -> str | None:
         """None if process workers can take the source, else why not."""
@@ -243,7 +289,9 @@ class IndexedFeed:
             return None
         return pickling.describe(self.source, "source")
 
-    def _switch_now(self) -> None:
+    def _switch_now(self, close_old: bool = True) -> bool:
+        """Start the backend ``switch_mode`` asked for; False if it refused (then
+        the old one stays, and says why)."""
         assert self._switch is not None
         mode, workers, budget = self._switch
         self._switch = None
@@ -255,17 +303,35 @@ class IndexedFeed:
         except ConfigError as exc:
             _log.warning("stoker: %s: staying on %ss: %s", self._name, old.mode, exc)
             self._opts, self._backend = old, old_backend
-            return
-        if old_backend is not None:
+            return False
+        if old_backend is not None and close_old:
             old_backend.close(_RESTART_TIMEOUT_S)
         self.mode = mode
+        return True
 
     def start(self, epoch: int, positions: list[int]) -> EpochRun:
+        self._settle()
         if self._switch is not None:
             self._switch_now()
         keys = self.plan.keys(epoch)
         tasks: list[Task] = [(p, keys[p]) for p in positions]
-        return self.backend.start_epoch(epoch, tasks)
+        run = self.backend.start_epoch(epoch, tasks)
+        if not self._movable:
+            return run
+        self._epoch = epoch
+        self._run = HandoffRun(run, len(tasks))
+        return self._run
+
+    def _settle(self) -> None:
+        """An epoch cut short in a move: the old backend goes, the new one gets its
+        whole budget."""
+        self._run = None
+        if self._leaving is not None:
+            self._retire()
+        if self._credit:
+            self._credit = 0
+            if self._size is not None:
+                self.resize(*self._size)
 
     def state(self) -> dict[str, Any]:
         o = self._opts
@@ -295,6 +361,9 @@ class IndexedFeed:
         self._set_plan(seed, first_epoch=int(state.get("length_since", 0)))
 
     def close(self, timeout_s: float) -> None:
+        if self._leaving is not None:
+            self._leaving.close(timeout_s)
+            self._leaving = None
         if self._backend is not None:
             self._backend.close(timeout_s)
 

@@ -91,7 +91,7 @@ class Governor:
         self._resize: Callable[[int, int], None] | None = getattr(feed, "resize", None)
         resize = self._resize
         self._name = name
-        self._switching = False  # a move to processes waits for the next epoch
+        self._switching = False  # a move waits for the old workers' last batch
         self.workers = opts.workers
         self.queue = opts.max_queue_size
         self.max_memory = memory_budget(opts.max_memory)
@@ -164,7 +164,7 @@ class Governor:
         figures = self._stats.snapshot()
         if self._switching:
             if self._feed.mode != self._controller.mode:
-                return  # the old workers still run this epoch
+                return  # the old workers still have batches out
             self._switching = False
             self._stats.mode = self._feed.mode
             self._window = None  # measure the new workers afresh
@@ -246,8 +246,8 @@ class Governor:
             self._resize(workers, self._budget)
 
     def _switch(self, decision: tune.Decision) -> None:
-        """Change threads <-> processes from the next epoch (to processes: only if
-        the source can cross)."""
+        """Change threads <-> processes: the batches not yet started move at once
+        (``handoff.py``); to processes only if the source can cross."""
         ctl = self._controller
         refusal = self._feed.can_cross() if decision.new == "process" else None
         if refusal is not None:
@@ -261,7 +261,14 @@ class Governor:
             )
             return
         at = self._stats.batches
-        why = f"{decision.why}; from the next epoch"
+        budget = self.queue + ctl.workers
+        when = self._feed.switch_mode(decision.new, ctl.workers, budget)
+        if when == "refused":  # the feed said why
+            ctl.stay_on_threads(self.workers)
+            return
+        why = f"{decision.why}; " + (
+            f"from batch {at} on" if when == "now" else "from the next epoch"
+        )
         self._stats.decided(at, "mode", decision.old, decision.new, why)
         for ring, _ in self.traces:
             ring.decision("mode", decision.old, decision.new, why)
@@ -270,10 +277,9 @@ class Governor:
         if ctl.workers != self.workers:
             self._stats.decided(at, "workers", self.workers, ctl.workers, why)
         self.workers = ctl.workers
-        self._budget = self.queue + self.workers
+        self._budget = budget
         self._stats.workers = self.workers
         self._switching = True
-        self._feed.switch_mode(decision.new, self.workers, self._budget)
 
     # -- advice --------------------------------------------------------------------
     def _warn(self) -> None:

@@ -41,7 +41,8 @@ class ThreadEpochRun:
     ) -> None:
         self._fetch = fetch
         self._epoch = epoch
-        self._next_task = iter(tasks).__next__
+        self._tasks = iter(tasks)
+        self._next_task = self._tasks.__next__
         self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(budget):
             self._tokens.put(None)
@@ -136,6 +137,19 @@ class ThreadEpochRun:
             cpu = cpu_clock() - c0
             put(Result(pos, batch, clock() - t0, cpu, size, None, w, index))
         return False
+
+    def hand_over(self) -> list[Task]:
+        """Start no new task; return those not started (``handoff.py``).
+
+        ``list()`` empties the shared iterator in one C call, which no worker can
+        interleave with; a worker that then asks for a task finds none and leaves,
+        and the tokens put here wake those that wait for one. Tasks already
+        started still report through ``get``.
+        """
+        rest = list(self._tasks)
+        for _ in range(self._workers):
+            self._tokens.put(None)
+        return rest
 
     def get(self, timeout_s: float) -> Result | None:
         try:

@@ -9,6 +9,7 @@ order, with the same bytes as a fixed count.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import numpy as np
@@ -48,6 +49,75 @@ def test_resizing_mid_epoch_drops_repeats_and_reorders_nothing(backend):
                 if k in plan:
                     loader._feed.resize(plan[k], plan[k] + 3)
             assert got == reference[epoch]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_moving_between_threads_and_processes_mid_epoch_changes_no_byte(ordered):
+    # use_multiprocessing="auto"'s engine half, forced at fixed batches: threads ->
+    # processes -> threads -> processes inside one epoch, then a whole epoch after.
+    plan = {4: "process", 16: "thread", 27: "process"}
+    reference = _reference()
+    with stoker.Loader(sources.Jittery(n=40), workers=2, use_multiprocessing="auto",
+                       shuffle=True, seed=11, ordered=ordered, start_method="fork",
+                       timeout=30) as loader:  # fmt: skip
+        feed = loader._feed
+        for epoch in range(2):
+            got, when = [], []
+            for k, batch in enumerate(loader):
+                got.append(as_bytes(batch))
+                if epoch == 0 and k in plan:
+                    when.append(feed.switch_mode(plan[k], 2, 6))
+            if ordered:
+                assert got == reference[epoch]
+            else:
+                assert sorted(got) == sorted(reference[epoch])
+            if epoch == 0:
+                # The first move is at once; the later ones too unless the one
+                # before had batches out still (then from the next epoch).
+                assert when[0] == "now" and set(when) <= {"now", "next epoch"}
+        assert feed.mode == "process" and loader.stats.summary()["mode"] == "thread"
+
+
+def test_a_move_holds_back_the_tokens_the_old_run_still_uses():
+    # The loop is slow, so 2 threads fill their queue: those batches still hold
+    # memory after the move, and the processes start with that many fewer tokens.
+    reference = _reference()
+    with stoker.Loader(sources.Jittery(n=40), workers=2, max_queue_size=4,
+                       use_multiprocessing="auto", shuffle=True, seed=11,
+                       start_method="fork", timeout=30) as loader:  # fmt: skip
+        feed = loader._feed
+        got, held = [], -1
+        for k, batch in enumerate(loader):
+            got.append(as_bytes(batch))
+            if k == 2:
+                time.sleep(0.2)  # the threads fill the budget of 6
+                assert feed.switch_mode("process", 2, 6) == "now"
+                held = feed._credit
+                assert held >= 4, held  # 6 out (the sleep may not quite fill it)
+                assert feed.backend._budget == 6 - held
+            elif 2 < k < 2 + held:  # each old batch taken frees one token
+                assert feed.backend._budget == 6 - (held - (k - 2))
+            elif k == 2 + held:
+                assert feed._credit == 0 and feed.backend._budget == 6
+        assert got == reference[0]
+
+
+def test_an_epoch_cut_short_during_a_move_leaves_nothing_behind():
+    reference = _reference()
+    with stoker.Loader(sources.Jittery(n=40), workers=2, use_multiprocessing="auto",
+                       shuffle=True, seed=11, start_method="fork",
+                       timeout=30) as loader:  # fmt: skip
+        feed = loader._feed
+        for k, _ in enumerate(loader):
+            if k == 3:
+                assert feed.switch_mode("process", 2, 6) == "now"
+                break
+        # The next epoch runs on processes alone, every batch of it, in order.
+        assert [as_bytes(b) for b in loader] == reference[1]
+        assert feed.mode == "process" and feed._leaving is None
+        pids = feed.backend.pids
+        assert pids
+    assert not [t for t in threading.enumerate() if "-worker-" in t.name]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -193,7 +263,7 @@ def test_auto_moves_gil_bound_work_to_processes_and_says_so(caplog):
     modes = [d for d in s["tuning"] if d["setting"] == "mode"]
     assert modes, s["tuning"]
     assert (modes[0]["from"], modes[0]["to"]) == ("thread", "process")
-    assert "GIL" in modes[0]["why"] and "next epoch" in modes[0]["why"]
+    assert "GIL" in modes[0]["why"] and "from batch" in modes[0]["why"]
     # On a busy machine the processes may not pay: then it goes back, and says why.
     assert len(modes) == 1 or "back to threads" in modes[1]["why"]
     assert s["mode"] == modes[-1]["to"]

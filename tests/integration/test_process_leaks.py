@@ -82,3 +82,33 @@ def test_many_loaders_leak_nothing(method, count):
         one_loader(method, k)
     after = settled(baseline)
     assert after == baseline
+
+
+def moving_loader(k: int) -> None:
+    # use_multiprocessing="auto" moving threads -> processes (and back) mid-epoch,
+    # ended three ways: whole epochs, a break during the move, the finalizer.
+    ld = stoker.Loader(sources_proc.Arrays(n=12, shape=(64, 1024)), workers=2,
+                       max_queue_size=2, use_multiprocessing="auto",
+                       start_method="fork", timeout=30)  # fmt: skip
+    feed = ld._feed
+    for epoch in range(2):
+        for i, _ in enumerate(ld):
+            if i == 2:
+                feed.switch_mode("process" if epoch == 0 else "thread", 2, 4)
+                if k % 3 == 1:
+                    break
+        if epoch == 0 and k % 3 != 1:
+            assert feed.mode == "process" and feed.backend.pids
+    if k % 3 == 2:
+        del ld, feed
+    else:
+        ld.close()
+
+
+def test_moving_mid_epoch_leaks_nothing():
+    moving_loader(0)
+    baseline = settled(snapshot(), 0.5)
+    for k in range(12):
+        moving_loader(k)
+    after = settled(baseline)
+    assert after == baseline

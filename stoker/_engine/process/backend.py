@@ -113,6 +113,13 @@ class ProcessEpochRun:
                 return self._done.popleft()
         return None
 
+    def hand_over(self) -> list[Task]:
+        """Send no new task; return those not sent (``handoff.py``). Tasks sent
+        still report through ``get``."""
+        rest = list(self._todo)
+        self._todo.clear()
+        return rest
+
     def resize(self, budget_delta: int) -> None:
         """Tokens added (or, negative, withdrawn as the consumer returns them)."""
         self._budget += budget_delta
@@ -246,6 +253,7 @@ class ProcessBackend:
         self.workers = workers
         if self._pool is not None:
             self._pool.workers = workers
+            self._pool.ring.set_cap(budget + 1)  # as at the pool's start
         if self._run is not None:
             self._run.resize(budget - old_budget)
 

@@ -211,6 +211,11 @@ class SlotRing:
             return self._cap_slots
         return max(1, min(self._cap_slots, self._max_bytes // self.slot_size))
 
+    def set_cap(self, cap: int) -> None:
+        """Most slots from now on (the budget moved); extra slots retire as they
+        come back."""
+        self._cap_slots = cap
+
     def lend(self, busy: bool) -> Slot | None:
         """A slot for the next task, ``NO_SLOT`` (use a one-off) or ``WAIT``.
 
