@@ -25,6 +25,9 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
   producing; never below a count that was grown from because the loop waited at
   this batch cost (measured on the big workload: 3 -> 1 by the busy share, then
   waits and growth again, every second).
+- **Workers come back to the cores** when threads past the core count together
+  burn a core or more (``_cut``): they only queue for the CPU or the GIL. The cut
+  is kept unless the next window loses ``MIN_GAIN`` (``_judge_cut``).
 - **Threads or processes:** threads may go far past the core count (an I/O-bound
   source overlaps waits: the seed's latency case wants 8 to 64); processes stay
   within the usable cores (affinity and the cgroup's ``cpu.max``). A switch from
@@ -32,7 +35,8 @@ The rule, in the seed article's terms (queue, workers, threads or processes, mem
   together burn between ``GIL_SHARE`` and ``GIL_FREE_LOAD`` CPU-seconds per second
   while at least ``GIL_IDLE_CORES`` of the machine sat idle) and the source can
   cross, whether or not the loop waits (GIL-bound threads slow the loop's own
-  Python too); and undone at the next window if processes did not pay.
+  Python too); and undone at the next window if processes did not pay. The move
+  itself happens mid-epoch (``handoff.py``).
 - **Memory:** batches in flight (``queue + workers``) times the measured batch size
   never exceed the memory budget; the worker ceiling follows from it.
 
@@ -71,6 +75,11 @@ GIL_FREE_LOAD = 1.3
 # ...and are held back by the GIL, not the machine, only if at least this many
 # cores sat idle meanwhile.
 GIL_IDLE_CORES = 0.5
+# Workers that together burn this share of the usable cores saturate the machine:
+# more of them only queue for the cores, whatever share of a batch's wall time is
+# CPU (with threads past the cores, each batch's wall time grows and its CPU share
+# falls: the files workload's decode read 0.87 on 2 threads, 0.15 on 10).
+SATURATED = 0.75
 # Where "auto" starts: one worker is the pessimist's start, two show a gain at once.
 START_WORKERS = 2
 # Bounds of max_queue_size="auto": Keras' default 10 sits inside.
@@ -253,6 +262,8 @@ class Controller:
         self._floor = 1
         # After a move to processes: the threads' (workers, throughput), to judge it.
         self._on_threads: tuple[int, float] | None = None
+        # After a cut to fewer workers on saturated cores: (workers, throughput).
+        self._above: tuple[int, float] | None = None
 
     def _hard_cap(self) -> int:
         return MAX_THREADS if self.mode == "thread" else self.cores
@@ -274,6 +285,7 @@ class Controller:
             self.ceiling = self._hard_cap()
             self._bounded = False
             self._floor = 1
+            self._above = None
         elif self.ceiling < self._hard_cap():
             self._hold -= 1
             if self._hold <= 0:  # try again now and then: the source may change
@@ -287,7 +299,8 @@ class Controller:
                 f"{w.batch_bytes / 1e6:.1f} MB would pass the memory budget "
                 f"({self.max_memory / 1e6:.0f} MB)",
             )
-        if w.cpu_s >= GIL_SHARE * w.produce_s:
+        load = w.cpu_s / w.elapsed_s  # CPU-seconds per second of all the workers
+        if w.cpu_s >= GIL_SHARE * w.produce_s or load >= SATURATED * self.cores:
             # Work on the CPU: more workers than cores only queue for them.
             cap = min(cap, self.cores)
         switch = self._switch(w)
@@ -301,6 +314,8 @@ class Controller:
             return None
         if self._on_threads is not None:
             return self._judge_switch(w)
+        if self._above is not None:
+            return self._judge_cut(w)
         before, self._before = self._before, None
         waits = w.wait_fraction > WAIT_TARGET
         if before is not None and waits and w.epoch_start:
@@ -327,6 +342,12 @@ class Controller:
                     f"{before[0]} -> {self.workers} workers added {gain:.0%} "
                     f"throughput (under {MIN_GAIN:.0%}): kept {before[0]}",
                 )
+        if (
+            load >= min(1.0, SATURATED * self.cores)
+            and self.workers > max(self.cores, self._floor)
+            and not w.epoch_start
+        ):
+            return self._cut(w)
         need = math.ceil(produce / w.step_s * 1.1)
         if waits and self.workers < cap and (need > self.workers or not w.epoch_start):
             if need > self.workers and not contended and not self._bounded:
@@ -380,6 +401,45 @@ class Controller:
                     f"workers were busy {busy:.0%} of the time with no wait",
                 )
         return None
+
+    def _cut(self, w: Window) -> Decision | None:
+        """Workers past the cores while together they burn a core or more (the
+        GIL's one, or the machine's): try as many as the cores (or the floor),
+        judged by the next window (``_judge_cut``).
+
+        How it happens: a cold start (first reads from disk, a machine busy for a
+        moment) makes each batch look like waiting, the count grows for it, and
+        once the data is warm the extra threads contend: the files workload grew to
+        10 threads and delivered 0.66 of 2, where no rule brought it back (the
+        loop still waited, so none looked idle)."""
+        self._above = (self.workers, w.throughput)
+        new = max(self.cores, self._floor)
+        return self._set(
+            new,
+            f"{self.workers} workers kept {w.cpu_s / w.elapsed_s:.2f} CPU busy on "
+            f"{self.cores} cores: past the cores they only queue for the CPU (or the "
+            f"GIL); trying {new}",
+        )
+
+    def _judge_cut(self, w: Window) -> Decision | None:
+        """Keep the cut unless it cost throughput (then back, and no lower again at
+        this batch cost: the source also waits on something else, a disk or a
+        server, that more workers overlap)."""
+        assert self._above is not None
+        workers, before = self._above
+        self._above = None
+        if w.epoch_start:  # the refill after an epoch start judges nothing
+            self._above = (workers, before)
+            return None
+        loss = 1.0 - w.throughput / max(before, 1e-12)
+        if loss < MIN_GAIN:
+            return None
+        self._floor = workers
+        return self._set(
+            workers,
+            f"{self.workers} workers delivered {w.throughput:.1f} batches/s against "
+            f"{before:.1f} on {workers} ({-loss:+.0%}): back to {workers}",
+        )
 
     def _switch(self, w: Window) -> Decision | None:
         if self.mode != "thread" or not self.can_switch:

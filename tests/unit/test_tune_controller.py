@@ -107,8 +107,8 @@ def test_batches_that_slow_with_more_workers_grow_a_quarter_at_a_time():
     ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
     grow = ctl.observe(Window(1.0, 120, 0.6, 120 * 0.016, 120 * 0.004, 1000, 2))
     assert grow is not None and grow.new == 6
-    assert ctl.observe(Window(1.0, 130, 0.5, 130 * 0.064, 1.6, 1000, 6)) is None
-    step = ctl.observe(Window(1.0, 140, 0.4, 140 * 0.064, 1.6, 1000, 6))
+    assert ctl.observe(Window(1.0, 130, 0.5, 130 * 0.064, 0.9, 1000, 6)) is None
+    step = ctl.observe(Window(1.0, 140, 0.4, 140 * 0.064, 0.9, 1000, 6))
     assert step is not None and step.new == 8 and "contend" in step.why
 
 
@@ -394,3 +394,63 @@ def test_processes_that_slow_a_loop_that_does_not_wait_are_undone():
     assert ctl.observe(on_procs) is None  # their start: not judged
     back = ctl.observe(on_procs)
     assert back is not None and back.new == "thread" and ctl.mode == "thread"
+
+
+def contended(workers: int, *, cores: int = 2, cpu_per_batch: float = 0.009,
+              io_s: float = 0.0, step_s: float = 0.002) -> Window:  # fmt: skip
+    """One second of threads that decode on ``cores`` cores (plus ``io_s`` of
+    waiting per batch, which overlaps): past the cores each batch only takes
+    longer, and the CPU time per batch stays."""
+    lanes = min(workers, cores)
+    per_worker_s = cpu_per_batch * workers / lanes + io_s
+    rate = min(workers / per_worker_s, lanes / cpu_per_batch, 1.0 / step_s)
+    batches = max(1, round(rate))
+    wait = max(0.0, 1.0 - batches * step_s)
+    return Window(1.0, batches, wait, batches * per_worker_s,
+                  batches * cpu_per_batch, batches * 1000, workers, 0.2)  # fmt: skip
+
+
+def test_threads_grown_past_the_cores_come_back_when_they_burn_the_cores():
+    # The files workload: cold first reads grew it to 10 threads; warm, they queue
+    # for 2 cores. The cut to the cores keeps the throughput, so it stays.
+    ctl = Controller("thread", 10, cores=2, max_memory=10**9, queue=10)
+    d = ctl.observe(contended(10))
+    assert d is not None and (d.old, d.new) == (10, 2), d
+    assert "CPU busy on 2 cores" in d.why
+    assert ctl.observe(contended(2)) is None  # judged: no loss, kept
+    for _ in range(10):
+        assert ctl.observe(contended(ctl.workers)) is None
+    assert ctl.workers == 2
+
+
+def test_a_cut_that_costs_throughput_goes_back_and_is_not_tried_again():
+    # Half of each batch is a wait on a disk: 2 threads leave the cores half idle,
+    # so the cut loses and the controller returns to 6 and stays there.
+    ctl = Controller("thread", 6, cores=2, max_memory=10**9, queue=10)
+    kw = {"cpu_per_batch": 0.008, "io_s": 0.02}
+    d = ctl.observe(contended(6, **kw))
+    assert d is not None and d.new == 2
+    back = ctl.observe(contended(2, **kw))
+    assert back is not None and (back.old, back.new) == (2, 6), back
+    assert "back to 6" in back.why
+    for _ in range(10):
+        d = ctl.observe(contended(ctl.workers, **kw))
+        assert d is None or d.new >= 6, d
+
+
+def test_an_increase_that_did_not_pay_is_undone_before_any_cut():
+    # 2 -> 6 threads on 2 busy cores added nothing: back to 2 (the ceiling rule),
+    # not a cut to the floor of 3.
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=10)
+    grow = ctl.observe(Window(1.0, 120, 0.6, 120 * 0.016, 120 * 0.004, 1000, 2))
+    assert grow is not None and grow.new == 6
+    assert ctl.observe(Window(1.0, 121, 0.5, 121 * 0.05, 1.9, 1000, 6)) is None
+    back = ctl.observe(Window(1.0, 122, 0.5, 122 * 0.05, 1.9, 1000, 6))
+    assert back is not None and back.new == 2 and "kept 2" in back.why
+
+
+def test_io_bound_threads_past_the_cores_are_not_cut():
+    # 64 threads sleeping on a server burn almost no CPU: nothing to queue for.
+    ctl = Controller("thread", 64, cores=2, max_memory=10**9, queue=10)
+    w = model(64, produce_s=0.05, step_s=0.002, cpu_share=0.01)
+    assert ctl.observe(w) is None
