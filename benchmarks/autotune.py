@@ -31,7 +31,7 @@ Workloads: stoker bench's built-ins (``latency`` at 50 ms, ``cpu``, ``big``,
 ``files``, ``tiny``) and ``shift``, a source that changes speed halfway through each
 epoch (5 ms per batch, then 40 ms), as a user's source might when it reaches data
 on a slower disk. ``cpu`` holds the GIL: ``use_multiprocessing="auto"`` moves it to
-processes at the second epoch's start, so its first epoch runs on threads.
+processes in the middle of its first epoch, once a window has shown it.
 """
 
 from __future__ import annotations

@@ -262,6 +262,9 @@ class IndexedFeed:
         if rest:
             self.resize(workers, budget)  # less what the old run still holds
             new = self.backend.start_epoch(self._epoch, rest)
+            start_all = getattr(self.backend, "start_all", None)
+            if start_all is not None:
+                start_all()
         self._leaving = leaving
         run.move_to(new, len(rest), self._repay, self._retire)
         return "now"
