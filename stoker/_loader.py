@@ -330,7 +330,7 @@ class Loader:
         done_add = self._done.add
         self._iterating = True
         try:
-            run = self._feed.start(epoch, positions)
+            run = self._feed.start(epoch, positions, self._done)
         except BaseException:
             self._iterating = False  # nothing started: the epoch is still to run
             raise

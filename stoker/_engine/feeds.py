@@ -54,8 +54,10 @@ class Feed(Protocol):
     def length_change(self) -> tuple[int, int] | None:
         """``(old, new)`` once after the source's length changed, else None."""
 
-    def start(self, epoch: int, positions: list[int]) -> EpochRun:
-        """Start computing ``positions`` of ``epoch``; returns at once."""
+    def start(self, epoch: int, positions: list[int], delivered: set[int]) -> EpochRun:
+        """Start computing ``positions`` of ``epoch``; returns at once. ``delivered``
+        is the loader's set of this epoch's positions handed to the loop, which
+        grows as the loop takes batches (a move mid-epoch counts from it)."""
 
     def state(self) -> dict[str, Any]:
         """The feed's part of the loader's state (plain JSON values)."""
@@ -242,8 +244,9 @@ class IndexedFeed:
     def switch_mode(self, mode: str, workers: int, budget: int) -> str:
         """Run ``workers`` of ``mode`` (``use_multiprocessing="auto"``).
 
-        During an epoch the tasks not yet started move to the new backend at once
-        (``handoff.py``); otherwise, or while an earlier move is still settling,
+        During an epoch the tasks not yet started move to the new backend, which
+        starts them once the old workers' last batches are in (``handoff.py``);
+        otherwise, or while an earlier move is still settling,
         from the next epoch's start. Returns ``"now"``, ``"next epoch"``, or
         ``"refused"`` (the new backend would not start here: the old one stays,
         and a warning says why).
@@ -258,15 +261,20 @@ class IndexedFeed:
         self.mode = was  # until the old run's last batch is in (_retire)
         rest, owed = run.hand_over()
         self._credit = min(owed, budget) if rest else 0
-        new = None
-        if rest:
-            self.resize(workers, budget)  # less what the old run still holds
-            new = self.backend.start_epoch(self._epoch, rest)
+        self.resize(workers, budget)  # less what the old run still holds
+        self._leaving = leaving
+        epoch = self._epoch
+
+        def start() -> EpochRun | None:
+            if not rest:
+                return None
+            new = self.backend.start_epoch(epoch, rest)
             start_all = getattr(self.backend, "start_all", None)
             if start_all is not None:
                 start_all()
-        self._leaving = leaving
-        run.move_to(new, len(rest), self._repay, self._retire)
+            return new
+
+        run.move_to(start, len(rest), self._repay, self._retire)
         return "now"
 
     def _repay(self, owed: int) -> None:
@@ -312,7 +320,7 @@ class IndexedFeed:
         self.mode = mode
         return True
 
-    def start(self, epoch: int, positions: list[int]) -> EpochRun:
+    def start(self, epoch: int, positions: list[int], delivered: set[int]) -> EpochRun:
         self._settle()
         if self._switch is not None:
             self._switch_now()
@@ -322,7 +330,7 @@ class IndexedFeed:
         if not self._movable:
             return run
         self._epoch = epoch
-        self._run = HandoffRun(run, len(tasks))
+        self._run = HandoffRun(run, len(tasks), delivered)
         return self._run
 
     def _settle(self) -> None:

@@ -249,7 +249,7 @@ class StreamFeed:
     def length_change(self) -> tuple[int, int] | None:
         return None
 
-    def start(self, epoch: int, positions: list[int]) -> EpochRun:
+    def start(self, epoch: int, positions: list[int], delivered: set[int]) -> EpochRun:
         if not self._threads:
             self._start()
         return StreamEpochRun(self, positions)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+from stoker._engine.handoff import HandoffRun
 from stoker._engine.run import EpochRun, Result
 from stoker._errors import LoaderTimeout
 
@@ -60,6 +61,9 @@ def deliver(
         buffer = {}
     clock = time.perf_counter
     get = run.get
+    # A run that can move to another backend mid-epoch swaps its ``get`` then
+    # (handoff.py): read it again after each batch.
+    movable = isinstance(run, HandoffRun)
     for expected in positions:
         t0 = clock()
         deadline = None if timeout is None else t0 + timeout
@@ -79,3 +83,5 @@ def deliver(
         if result.error is not None:
             raise result.error
         yield result, wait, len(buffer) + run.waiting() + 1
+        if movable:
+            get = run.get

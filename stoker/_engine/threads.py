@@ -151,6 +151,15 @@ class ThreadEpochRun:
             self._tokens.put(None)
         return rest
 
+    def settled(self) -> bool:
+        """After ``hand_over``: every started task has reported (``handoff.py``).
+
+        A worker puts its last result before it leaves, so no worker inside and an
+        empty queue (read in that order) mean nothing more will come."""
+        with self._idle:
+            busy = self._busy
+        return busy == 0 and self._results.empty()
+
     def get(self, timeout_s: float) -> Result | None:
         try:
             return self._results.get(timeout=timeout_s)

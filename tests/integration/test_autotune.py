@@ -112,8 +112,12 @@ def test_an_epoch_cut_short_during_a_move_leaves_nothing_behind():
             if k == 3:
                 assert feed.switch_mode("process", 2, 6) == "now"
                 break
-        # The next epoch runs on processes alone, every batch of it, in order.
+        # The next epoch runs on processes alone, every batch of it, in order. It
+        # starts at once: the processes' tasks still out were all answered
+        # "skipped", and waiting for more slept the whole join timeout (10 s).
+        t0 = time.perf_counter()
         assert [as_bytes(b) for b in loader] == reference[1]
+        assert time.perf_counter() - t0 < 5.0
         assert feed.mode == "process" and feed._leaving is None
         pids = feed.backend.pids
         assert pids

@@ -120,6 +120,10 @@ class ProcessEpochRun:
         self._todo.clear()
         return rest
 
+    def settled(self) -> bool:
+        """After ``hand_over``: every task sent has been answered and taken."""
+        return not self._done and not self._pool.in_flight(self._run)
+
     def resize(self, budget_delta: int) -> None:
         """Tokens added (or, negative, withdrawn as the consumer returns them)."""
         self._budget += budget_delta

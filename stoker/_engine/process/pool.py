@@ -279,7 +279,11 @@ class WorkerPool:
         """
         if not self.closed and not self._ready:
             self._read_ready()
-            if not self._ready and timeout_s > 0:
+            # Nothing of ``run`` left to come (its last tasks were answered
+            # "skipped" just now, after a stop): no wait. Without this check,
+            # ``join`` after a break slept its whole timeout (10 s) whenever every
+            # task still out was one no worker had started.
+            if not self._ready and timeout_s > 0 and self.in_flight(run):
                 self._poll(timeout_s)
         ready, self._ready = self._ready, []
         return [r for r_run, r in ready if r_run == run]

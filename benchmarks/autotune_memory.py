@@ -1,0 +1,148 @@
+# Run: .venv/bin/python benchmarks/autotune_memory.py   (about 1 min;
+#      --only big,files to pick workloads; --batches N for the budget's size)
+# Last run: see docs/benchmarks.md, "Autotuning (issue 14)", memory.
+"""Peak memory of ``workers="auto"`` runs against their ``max_memory`` (issue 14).
+
+Each workload runs two epochs behind a 2 ms training step with every setting on
+"auto" and ``max_memory`` set to ``--batches`` batches of its measured size, so that
+the budget binds: without it, auto would hold up to 32 queued batches plus the
+workers'. A sampler thread reads, every 5 ms:
+
+* the consumer's private resident memory (``RssAnon`` of ``/proc/self/status``):
+  batches that threads built, and copies of batches that crossed from processes;
+* the machine's shared memory (``Shmem`` of ``/proc/meminfo``): the process
+  workers' slot ring and one-off segments;
+* each process worker's private memory (USS, ``psutil``) above the lowest it showed
+  in the run (its idle start): the batch a worker is building.
+
+"Peak" is the largest sum of the three rises over their values before the loader
+was made (the source built, one batch made to measure its size). The budget counts
+``max_queue_size + workers`` batches; the batch the training loop holds is one more,
+so the expected bound is ``budget + 1 batch``. Also shown: the settings auto ended
+at, and how many batches the budget allowed in flight (``queue + workers``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import psutil
+
+import stoker
+from stoker._tree import nbytes
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from autotune import _source  # the same sources as the sweep
+
+_WORKLOADS = ("latency", "shift", "files", "cpu", "big")
+_SAMPLE_S = 0.005
+_STEP_S = 0.002
+
+
+def _status_kb(field: str, path: str = "/proc/self/status") -> int:
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class Sampler(threading.Thread):
+    """Samples the three figures of the module docstring until ``stop``."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self._me = psutil.Process()
+        self._anon0 = _status_kb("RssAnon")
+        self._shm0 = _status_kb("Shmem", "/proc/meminfo")
+        self._low: dict[int, int] = {}  # worker pid -> lowest USS seen
+        self._stop_flag = threading.Event()
+        self.peak = 0
+        self.at_peak: tuple[int, int, int] = (0, 0, 0)
+
+    def run(self) -> None:
+        while not self._stop_flag.wait(_SAMPLE_S):
+            anon = (_status_kb("RssAnon") - self._anon0) * 1024
+            shm = (_status_kb("Shmem", "/proc/meminfo") - self._shm0) * 1024
+            workers = 0
+            for child in self._me.children(recursive=True):
+                try:
+                    uss = child.memory_full_info().uss
+                except psutil.Error:
+                    continue
+                low = self._low.setdefault(child.pid, uss)
+                self._low[child.pid] = min(low, uss)
+                workers += uss - self._low[child.pid]
+            total = anon + shm + workers
+            if total > self.peak:
+                self.peak, self.at_peak = total, (anon, shm, workers)
+
+    def stop(self) -> None:
+        self._stop_flag.set()
+        self.join()
+
+
+def measure(name: str, batches: int) -> dict[str, Any]:
+    source = _source(name, quick=False)
+    size = nbytes(source[0])
+    budget = batches * size
+    gc.collect()
+    sampler = Sampler()
+    sampler.start()
+    t0 = time.perf_counter()
+    with stoker.Loader(source, workers="auto", max_queue_size="auto",
+                       use_multiprocessing="auto", max_memory=budget,
+                       timeout=120) as loader:  # fmt: skip
+        for _ in range(2):
+            for _ in loader:
+                time.sleep(_STEP_S)
+        s = loader.stats.summary()
+    elapsed = time.perf_counter() - t0
+    sampler.stop()
+    anon, shm, workers = sampler.at_peak
+    return {
+        "name": name,
+        "batch_mb": size / 1e6,
+        "budget_mb": budget / 1e6,
+        "peak_mb": sampler.peak / 1e6,
+        "parts": (anon / 1e6, shm / 1e6, workers / 1e6),
+        "ratio": sampler.peak / budget,
+        "bound": (budget + size) / budget,
+        "end": f"{s['mode']} {s['workers']}, queue {s['max_queue_size']}",
+        "in_flight": s["workers"] + s["max_queue_size"],
+        "elapsed": elapsed,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default=",".join(_WORKLOADS))
+    p.add_argument("--batches", type=int, default=8, help="budget, in batches")
+    args = p.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, step "
+          f"{_STEP_S * 1e3:.0f} ms, budget {args.batches} batches; load average "
+          f"before: {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(
+        "| workload | batch | max_memory | peak rise (consumer + shared + "
+        "workers) | peak / budget | bound (budget + the loop's batch) | auto "
+        "ended at | batches in flight allowed | run |"
+    )
+    print("|---|---:|---:|---|---:|---:|---|---:|---:|")
+    for name in args.only.split(","):
+        r = measure(name, args.batches)
+        a, sh, w = r["parts"]
+        print(f"| {name} | {r['batch_mb']:.2f} MB | {r['budget_mb']:.1f} MB | "
+              f"{r['peak_mb']:.1f} MB ({a:.1f} + {sh:.1f} + {w:.1f}) | "
+              f"{r['ratio']:.2f} | {r['bound']:.3f} | {r['end']} | "
+              f"{r['in_flight']} | {r['elapsed']:.1f} s |", flush=True)  # fmt: skip
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
