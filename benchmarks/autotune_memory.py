@@ -8,8 +8,11 @@ Each workload runs two epochs behind a 2 ms training step with every setting on
 the budget binds: without it, auto would hold up to 32 queued batches plus the
 workers'. A sampler thread reads, every 5 ms:
 
-* the consumer's private resident memory (``RssAnon`` of ``/proc/self/status``):
-  batches that threads built, and copies of batches that crossed from processes;
+* the consumer's live allocations (``tracemalloc``, which numpy reports its array
+  buffers to): batches that threads built, and copies of batches that crossed from
+  processes. Not its resident memory: glibc keeps freed 9.6 MB blocks in its arenas
+  once it has raised its mmap threshold, so RSS stays at its high-water mark (it
+  read 2.0x the budget on big while the live batches stayed within it);
 * the machine's shared memory (``Shmem`` of ``/proc/meminfo``): the process
   workers' slot ring and one-off segments;
 * each process worker's private memory (USS, ``psutil``) above the lowest it showed
@@ -30,6 +33,7 @@ import os
 import sys
 import threading
 import time
+import tracemalloc
 from typing import Any
 
 import psutil
@@ -59,7 +63,8 @@ class Sampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self._me = psutil.Process()
-        self._anon0 = _status_kb("RssAnon")
+        tracemalloc.reset_peak()
+        self._live0 = tracemalloc.get_traced_memory()[0]
         self._shm0 = _status_kb("Shmem", "/proc/meminfo")
         self._low: dict[int, int] = {}  # worker pid -> lowest USS seen
         self._stop_flag = threading.Event()
@@ -68,7 +73,8 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_flag.wait(_SAMPLE_S):
-            anon = (_status_kb("RssAnon") - self._anon0) * 1024
+            anon = tracemalloc.get_traced_memory()[1] - self._live0
+            tracemalloc.reset_peak()
             shm = (_status_kb("Shmem", "/proc/meminfo") - self._shm0) * 1024
             workers = 0
             for child in self._me.children(recursive=True):
@@ -121,6 +127,7 @@ def measure(name: str, batches: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    tracemalloc.start()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default=",".join(_WORKLOADS))
     p.add_argument("--batches", type=int, default=8, help="budget, in batches")

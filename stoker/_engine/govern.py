@@ -116,6 +116,12 @@ class Governor:
         self._window_epochs = 0  # epochs begun when the window started
         self._warned = False
         self._budget = self.queue + self.workers
+        # Until the first batch shows its size, only the workers' batches may be out:
+        # the queue's run-ahead could pass max_memory before the budget is known
+        # (the big workload's 9.6 MB batches with max_memory of 8: 12 were out).
+        self._sized = False
+        if self._resize is not None:
+            self._resize(self.workers, self.workers)
         self.traces: list[tuple[TraceRing, str | os.PathLike[str]]] = []
         if opts.trace is not None:
             self.start_trace(opts.trace, opts.trace_batches)
@@ -141,7 +147,10 @@ class Governor:
 
     # -- memory --------------------------------------------------------------------
     def _fit_memory(self, nbytes: int) -> None:
-        if nbytes <= 0:
+        if nbytes <= 0:  # no array data: nothing for the budget to weigh
+            if not self._sized and self._resize is not None:
+                self._sized = True
+                self._resize(self.workers, self._budget)
             return
         if nbytes > self.max_memory:
             raise ConfigError(
@@ -151,7 +160,11 @@ class Governor:
                 "batches smaller"
             )
         slots = tune.memory_slots(self.max_memory, nbytes)
+        if not self._sized and self._budget <= slots and self._resize is not None:
+            self._sized = True
+            self._resize(self.workers, self._budget)  # the queue, now that it fits
         if self._budget > slots and self._resize is not None:
+            self._sized = True
             why = (
                 f"{self._budget} batches of {nbytes / 1e6:.1f} MB would pass "
                 f"max_memory={self.max_memory / 1e6:.0f} MB"
@@ -194,12 +207,24 @@ class Governor:
         self._stride = max(1, min(_MAX_STRIDE, window.batches // 16))
         auto = self._opts.auto
         if "workers" in auto or "use_multiprocessing" in auto:
-            self._controller.queue = self.queue
+            # An auto queue makes room for workers down to MIN_QUEUE places when
+            # memory binds: the latency workload with max_memory of 8 batches was
+            # held at 2 workers behind a queue of 6, 12 s an epoch instead of 1.
+            queue_auto = "max_queue_size" in auto
+            self._controller.queue = (
+                min(self.queue, tune.MIN_QUEUE) if queue_auto else self.queue
+            )
             decision = self._controller.observe(window)
             if decision is not None and decision.setting == "mode":
                 self._switch(decision)
             elif decision is not None and "workers" in auto:
-                self._apply(int(decision.new), self.queue, decision.why)
+                new, queue = int(decision.new), self.queue
+                if "max_queue_size" in auto:
+                    # Under a budget that binds, a producer is worth more than a
+                    # place in the queue (controller.queue: MIN_QUEUE, above).
+                    slots = tune.memory_slots(self.max_memory, window.batch_bytes)
+                    queue = max(1, min(queue, slots - new))
+                self._apply(new, queue, decision.why)
             else:
                 self._controller.workers = self.workers  # the user fixed the count
         if "max_queue_size" in self._opts.auto:

@@ -42,10 +42,42 @@ def test_fixed_settings_are_cut_to_the_memory_budget_once():
     stats.epoch_started()
     for _ in range(20):
         _batch(gov, now, wait=0.0, produce=0.001, step=0.001)
-    # 10 batches of 1000 bytes fit: 4 workers and a queue of 6.
-    assert feed.sizes == [(4, 10)]
+    # Only the workers' 4 until the first batch shows its size; then 10 batches of
+    # 1000 bytes fit: 4 workers and a queue of 6.
+    assert feed.sizes == [(4, 4), (4, 10)]
     (cut,) = stats.summary()["tuning"]
     assert (cut["setting"], cut["from"], cut["to"]) == ("max_queue_size", 10, 6)
+
+
+def test_the_queue_opens_once_the_first_batch_shows_it_fits():
+    now, stats, feed, gov = _setup(workers=2, max_queue_size=10, max_memory=10**9)
+    stats.epoch_started()
+    assert feed.sizes == [(2, 2)]  # the size is not known yet
+    for _ in range(5):
+        _batch(gov, now, wait=0.0, produce=0.001, step=0.001)
+    assert feed.sizes == [(2, 2), (2, 12)]
+    assert stats.summary()["tuning"] == []  # not a decision: the settings hold
+
+
+def test_batches_without_arrays_open_the_queue_too():
+    now, stats, feed, gov = _setup(workers=2, max_queue_size=10, max_memory=1000)
+    stats.epoch_started()
+    _batch(gov, now, wait=0.0, produce=0.001, step=0.001, nbytes=0)
+    assert feed.sizes == [(2, 2), (2, 12)]
+
+
+def test_under_a_binding_budget_an_auto_queue_makes_room_for_workers():
+    # 50 ms batches behind a 1 ms step want many workers; 8 batches fit. The
+    # queue gives up its places down to MIN_QUEUE instead of holding 2 workers.
+    now, stats, feed, gov = _setup(workers="auto", max_queue_size="auto",
+                                   max_memory=8000)  # fmt: skip
+    stats.epoch_started()
+    for _ in range(200):  # the loop waits for what the workers do not cover
+        workers = feed.sizes[-1][0]
+        _batch(gov, now, wait=max(0.0, 0.05 / workers - 0.001), produce=0.05,
+               step=0.001)  # fmt: skip
+    workers, budget = feed.sizes[-1]
+    assert workers >= 6 and budget <= 8, feed.sizes
 
 
 def test_one_batch_over_the_budget_raises():
@@ -60,7 +92,8 @@ def test_auto_grows_on_waiting_windows_and_reports_why():
     stats.epoch_started()
     for _ in range(40):  # 50 ms batches on 2 workers, a 1 ms step: 25 ms waits
         _batch(gov, now, wait=0.024, produce=0.05, step=0.001)
-    assert feed.sizes and feed.sizes[0][0] > 2
+    assert feed.sizes[:2] == [(2, 2), (2, 12)]  # the queue opens at batch 1
+    assert feed.sizes[2][0] > 2
     d = stats.summary()["tuning"][0]
     assert d["setting"] == "workers" and "waited" in d["why"]
     assert stats.summary()["workers"] == feed.sizes[-1][0]
