@@ -6,6 +6,7 @@ import gc
 import os
 import threading
 import time
+from typing import Any
 
 import psutil
 import pytest
@@ -90,7 +91,7 @@ def moving_loader(k: int) -> None:
     ld = stoker.Loader(sources_proc.Arrays(n=12, shape=(64, 1024)), workers=2,
                        max_queue_size=2, use_multiprocessing="auto",
                        start_method="fork", timeout=30)  # fmt: skip
-    feed = ld._feed
+    feed: Any = ld._feed  # the engine's own handle, to force the moves
     for epoch in range(2):
         for i, _ in enumerate(ld):
             if i == 2:

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="arg-type,func-returns-value"
 """``HandoffRun``: an epoch that moves to another backend in its middle, with fake
 runs (no workers, no clock), so every step of the move is scripted. ``take`` plays
 the loader: it gets a result, adds its position to the delivered set, releases."""
