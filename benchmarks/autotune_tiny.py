@@ -1,4 +1,4 @@
-# Run: .venv/bin/python benchmarks/autotune_tiny.py   (about 1 min; --rounds N)
+# Run: .venv/bin/python benchmarks/autotune_tiny.py   (about 2 min; --rounds N)
 # Last run: see docs/benchmarks.md, "Autotuning (issue 14)", tiny.
 """What ``"auto"`` costs per batch on the ``tiny`` workload, interleaved (issue 14).
 
@@ -8,9 +8,10 @@ machine's speed drifts by more than 2% from one minute to the next (the same fix
 setting read 76k and 146k batches/s in two runs of ``autotune.py`` an hour apart),
 so settings measured one after another cannot show 2%. Here every round runs each
 setting once, in a new loader, in an order that rotates from round to round, and
-each setting's figure is its median over the rounds. A run is two epochs of
-``--batches``; the figure is the second epoch (auto has settled: its one decision,
-the queue to 32, comes within 0.15 s of the first).
+each setting's figure is its median over the rounds. A run is four epochs of
+``--batches``; the figure is the fourth (auto has settled: the queue goes to 32 at
+0.15 s, and 2 workers to 1 after three windows in which the loop waited for the
+hand-off rather than for them, about 0.6 s in).
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ _SETTINGS: list[tuple[str, dict[str, Any]]] = [
 
 
 def once(source: Any, options: dict[str, Any]) -> tuple[float, str]:
-    """Microseconds per batch in the second epoch, and the settings it ended at."""
+    """Microseconds per batch in the fourth epoch, and the settings it ended at."""
     with stoker.Loader(source, **options) as loader:
-        for _ in loader:
-            pass
+        for _ in range(3):
+            for _ in loader:
+                pass
         t0 = time.perf_counter()
         for _ in loader:
             pass
@@ -50,7 +52,7 @@ def once(source: Any, options: dict[str, Any]) -> tuple[float, str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--batches", type=int, default=40_000)
     args = p.parse_args()
     source = make_workload("tiny", batches=args.batches).source

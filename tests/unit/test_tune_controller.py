@@ -454,3 +454,18 @@ def test_io_bound_threads_past_the_cores_are_not_cut():
     ctl = Controller("thread", 64, cores=2, max_memory=10**9, queue=10)
     w = model(64, produce_s=0.05, step_s=0.002, cpu_share=0.01)
     assert ctl.observe(w) is None
+
+
+def test_a_loop_that_waits_for_the_hand_off_gets_fewer_workers_not_more():
+    # The tiny workload: 2.4 us batches, a 1.5 us step, the loop waits 78% (for
+    # wake-ups and queues) while 2 workers are busy 18%. One worker does it.
+    ctl = Controller("thread", 2, cores=2, max_memory=10**9, queue=32)
+
+    def window(workers: int) -> Window:
+        batches = 20_000
+        return Window(0.15, batches, 0.117, batches * 2.4e-6, batches * 1.7e-6,
+                      batches * 100, workers, 1.0)  # fmt: skip
+
+    decisions = [d for _ in range(12) if (d := ctl.observe(window(ctl.workers)))]
+    assert [(d.old, d.new) for d in decisions] == [(2, 1)], decisions
+    assert "for the hand-off" in decisions[0].why
