@@ -306,6 +306,18 @@ class LoaderStats:
                 f"kept {gil_load:.2f} CPU busy computing in Python: threads share one "
                 "GIL, so use use_multiprocessing=True",
             )
+        if t.produce_s * 2 < elapsed:
+            # The pool's whole work fits in half of one worker: the loop waits for
+            # the hand-off (tiny workload: 80% waits, workers busy 18%).
+            busy = t.produce_s / (elapsed * self.workers)
+            return (
+                "input-bound",
+                f"the loop waited {wait_fraction:.0%} of the time for the hand-off, "
+                f"not for the workers (busy {busy:.0%}): a batch takes "
+                f"{produce * 1e6:.1f} us to make, less than passing it to the loop "
+                "costs; larger batches spread that cost, and a longer queue "
+                "(max_queue_size=32) with fewer workers makes it smaller",
+            )
         cap, limit = self._advice_cap(t)
         advised = min(needed, cap)
         if needed <= self.workers:

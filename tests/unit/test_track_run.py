@@ -347,7 +347,10 @@ def test_a_process_loader_reports_its_start_method_and_children(store):
     from tests.sources import Indexed
 
     with T.track("procs", store=store, capture=False) as run:
-        with stoker.Loader(Indexed(n=6), workers=2, use_multiprocessing=True) as ld:
+        # Batches slow enough that the loop waits: the second process starts only
+        # then (a loop that never waits runs on fewer, docs/design.md).
+        src = Indexed(n=6, sleep=0.02)
+        with stoker.Loader(src, workers=2, use_multiprocessing=True) as ld:
             for _epoch in range(2):
                 list(ld)
             time.sleep(1.1)  # let a sample see the worker processes
