@@ -1,13 +1,13 @@
 # Run: KERAS_BACKEND=torch .venv/bin/python benchmarks/autotune.py --repeat 3
 #      (--repeat 1: 3 min on 2 vCPUs, so about 9 min; --quick: half the batches;
 #      --only latency,tiny to pick workloads; --no-peers to skip Keras and torch).
-# Last run (2026-11-29 13:09, --repeat 1, 2 vCPUs, quiet: load 1.1; the whole
+# Last run (2026-11-29 14:47, --repeat 1, 2 vCPUs, quiet: load 0.6; the whole
 # table in docs/benchmarks.md), batches/s over two epochs / best fixed point, and
 # (epoch 2 alone / the best's epoch 2):
-#   auto: latency 0.85 (0.99), shift 0.70 (0.98), files 0.58 (0.66), cpu 0.67
-#   (0.74; processes auto 0.75, epoch 2 0.99), big 1.00 (1.00), tiny 0.82 (1.01).
-#   Keras PyDataset defaults / workers=2: latency 0.04 / 0.09, cpu 0.42 / 0.50;
-#   torch DataLoader num_workers=0 / 2: latency 0.04 / 0.09, cpu 0.43 / 0.47.
+#   auto: latency 0.85 (0.99), shift 0.70 (1.01), files 0.99 (0.87), cpu 0.73
+#   (0.98; processes auto 0.75), big 1.00 (1.02), tiny 0.82 (1.00).
+#   Keras PyDataset defaults / workers=2: latency 0.04 / 0.09, cpu 0.43 / 0.47;
+#   torch DataLoader num_workers=0 / 2: latency 0.04 / 0.09, cpu 0.40 / 0.45.
 """workers="auto" against the best fixed setting of a sweep, measured in the same run.
 
 Each workload runs two epochs behind a training loop that takes ``--step`` seconds

@@ -50,28 +50,43 @@ def once(source: Any, options: dict[str, Any]) -> tuple[float, str]:
     return per_batch, f"{s['mode']} {s['workers']}, queue {s['max_queue_size']}"
 
 
+# --parts: what each "auto" setting costs alone, against the fixed setting auto
+# ends at (1 thread, queue 32).
+_PARTS: list[tuple[str, dict[str, Any]]] = [
+    ("auto", _SETTINGS[0][1]),
+    ("threads w=1 q=32", {"workers": 1, "max_queue_size": 32}),
+    ("w=1 q=32, use_multiprocessing=auto", {"workers": 1, "max_queue_size": 32,
+                                            "use_multiprocessing": "auto"}),
+    ("workers=auto q=32", {"workers": "auto", "max_queue_size": 32}),
+]  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--parts", action="store_true", help="auto's settings one by one")
     p.add_argument("--batches", type=int, default=40_000)
     args = p.parse_args()
+    settings = _PARTS if args.parts else _SETTINGS
     source = make_workload("tiny", batches=args.batches).source
-    times: dict[str, list[float]] = {name: [] for name, _ in _SETTINGS}
+    times: dict[str, list[float]] = {name: [] for name, _ in settings}
     ended: dict[str, str] = {}
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.rounds} "
           f"rounds of {args.batches} batches; load average before: "
           f"{os.getloadavg()[0]:.2f}")  # fmt: skip
     for r in range(args.rounds):
-        k = r % len(_SETTINGS)
-        for name, options in _SETTINGS[k:] + _SETTINGS[:k]:
+        k = r % len(settings)
+        for name, options in settings[k:] + settings[:k]:
             us, ended[name] = once(source, options)
             times[name].append(us)
     medians = {name: statistics.median(v) for name, v in times.items()}
     fixed = {n: m for n, m in medians.items() if n != "auto"}
     best = min(fixed, key=fixed.__getitem__)
+    if args.parts:  # each part against the fixed setting auto ends at
+        best = "threads w=1 q=32"
     print("| setting | us per batch, median (min-max) | / best fixed | ended at |")
     print("|---|---|---:|---|")
-    for name, _ in _SETTINGS:
+    for name, _ in settings:
         v = times[name]
         mark = " (best fixed)" if name == best else ""
         print(
