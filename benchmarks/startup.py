@@ -69,6 +69,23 @@ class Big(keras.utils.PyDataset):
         return self.pool[np.arange(i, i + BIG[0]) % 8]
 
 
+class Cpu(keras.utils.PyDataset):
+    """Pure-Python work per batch (holds the GIL): about 5 ms on one core."""
+    def __init__(self, **kw):
+        super().__init__(**kw)
+    def __len__(self):
+        return 120
+    def __getitem__(self, i):
+        acc = i + 1
+        for _ in range(30_000):
+            acc = (acc * 1103515245 + 12345) & 0x7FFFFFFF
+        return np.full((128, 28, 28, 1), acc % 256, np.float32)
+
+
+SOURCES = {"latency": Latency, "big": Big, "cpu": Cpu}
+ENDED = []  # stoker-auto: the settings it ended at, and its decisions
+
+
 def touch(batch):
     # Read one byte per page, so that pages never mapped cost their fault.
     flat = np.asarray(batch).reshape(-1)
@@ -111,7 +128,7 @@ def epochs(make, n_epochs):
 
 def stoker_loader(method):
     def make(n):
-        src = Latency() if WORKLOAD == "latency" else Big()
+        src = SOURCES[WORKLOAD]()
         kw = {} if method is None else {"start_method": method}
         ld = stoker.Loader(src, workers=WORKERS, use_multiprocessing=True, **kw)
         for _ in range(n):
@@ -120,9 +137,22 @@ def stoker_loader(method):
     return make
 
 
+def stoker_auto(n):
+    # Every setting on "auto": threads first, processes mid-epoch if GIL-bound.
+    ld = stoker.Loader(SOURCES[WORKLOAD](), workers="auto", max_queue_size="auto",
+                       use_multiprocessing="auto")
+    for _ in range(n):
+        yield lambda: iter(ld)
+    s = ld.stats.summary()
+    ENDED.append({"end": f"{s['mode']} {s['workers']}, queue {s['max_queue_size']}",
+                  "decisions": [(d["at_s"], d["setting"], d["from"], d["to"])
+                                for d in s["tuning"]]})
+    ld.close()
+
+
 def torch_loader(n):
     from torch.utils.data import DataLoader
-    src = Latency() if WORKLOAD == "latency" else Big()
+    src = SOURCES[WORKLOAD]()
     prefetch = math.ceil(10 / WORKERS) + 1
     ld = DataLoader(src, batch_size=None, num_workers=WORKERS, prefetch_factor=prefetch)
     for _ in range(n):
@@ -131,8 +161,8 @@ def torch_loader(n):
 
 def keras_loader(n):
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
-    cls = Latency if WORKLOAD == "latency" else Big
-    src = cls(workers=WORKERS, use_multiprocessing=True, max_queue_size=10)
+    src = SOURCES[WORKLOAD](workers=WORKERS, use_multiprocessing=True,
+                            max_queue_size=10)
     adapter = PyDatasetAdapter(src, shuffle=False)
     for _ in range(n):
         def run():
@@ -145,7 +175,7 @@ def keras_loader(n):
 def pool_loader(n):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    src = Latency() if WORKLOAD == "latency" else Big()
+    src = SOURCES[WORKLOAD]()
     ctx = multiprocessing.get_context("fork")
     for _ in range(n):
         def run():
@@ -157,6 +187,7 @@ def pool_loader(n):
 LOADERS = {
     "stoker": stoker_loader(None),
     "stoker-forkserver": stoker_loader("forkserver"),
+    "stoker-auto": stoker_auto,
     "torch": torch_loader,
     "keras": keras_loader,
     "pool": pool_loader,
@@ -178,7 +209,7 @@ def main():
     watch.stop.set()
     watch.join()
     print("RESULT " + json.dumps({
-        "import_s": imported, "epochs": got, "error": error,
+        "import_s": imported, "epochs": got, "error": error, "auto": ENDED,
         "pss_rise_mb": (watch.peak - base) / 1e6,
     }), flush=True)
 '''
@@ -261,6 +292,36 @@ def big_table(scripts: dict[str, Path], loaders: list[str]):
         )
 
 
+def auto_table(scripts: dict[str, Path]):
+    """stoker with every setting on "auto" beside fixed settings and the peers."""
+    print(
+        "\n### auto: a new loader with workers, max_queue_size and "
+        'use_multiprocessing all "auto"; time to first batch | first epoch | '
+        "second epoch (cpu: 120 batches of about 5 ms of pure Python; latency: 80 "
+        "x 50 ms)\n"
+    )
+    plan = [("stoker-auto", 0), ("stoker", 2), ("torch", 2), ("keras", 2)]
+    for workload in ("cpu", "latency"):
+        for guard, script in scripts.items():
+            print(f"\n{workload}, {guard} script\n")
+            print("| loader | W | first batch \\| first epoch \\| second epoch | "
+                  "auto ended at (decisions: s, setting, from, to) |")  # fmt: skip
+            print("|---|---|---|---|")
+            for loader, w in plan:
+                w = w if workload == "cpu" or loader == "stoker-auto" else 16
+                r = run_one(script, workload, loader, w)
+                if r.get("error"):
+                    print(f"| {loader} | {w} | fails: {r['error'][:80]} | |")
+                    continue
+                (f1, e1, _), (_, e2, _) = r["epochs"]
+                ended = r.get("auto") or [{}]
+                end = ended[0].get("end", "")
+                if end:
+                    end += f" ({ended[0]['decisions']})"
+                print(f"| {loader} | {w or 'auto'} | {fmt(f1)} \\| {fmt(e1)} "
+                      f"\\| {fmt(e2)} | {end} |", flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="W=1,4,16 and 3 loaders")
@@ -268,7 +329,7 @@ def main() -> None:
     parser.add_argument(
         "--loaders", default="stoker,stoker-forkserver,torch,keras,pool"
     )
-    parser.add_argument("--only", default="latency,big")
+    parser.add_argument("--only", default="latency,big,auto")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     loaders = args.loaders.split(",")
@@ -286,6 +347,8 @@ def main() -> None:
             latency_table(scripts, workers, loaders)
         if "big" in args.only:
             big_table(scripts, loaders)
+        if "auto" in args.only:
+            auto_table(scripts)
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
 
 
