@@ -75,7 +75,8 @@ class Sampler(threading.Thread):
         self._low: dict[int, int] = {}  # worker pid -> lowest USS seen
         self._stop_flag = threading.Event()
         self.peak = 0
-        self.at_peak: tuple[int, int, int] = (0, 0, 0)
+        self.at_peak: tuple[int, int] = (0, 0)  # (consumer, shared) at the peak
+        self.workers_peak = 0
 
     def run(self) -> None:
         while not self._stop_flag.wait(_SAMPLE_S):
@@ -93,8 +94,8 @@ class Sampler(threading.Thread):
                 workers += uss - self._low[child.pid]
             total = anon + shm  # the batches the loader holds
             if total > self.peak:
-                self.peak, self.at_peak = total, (anon, shm, self.at_peak[2])
-            self.at_peak = (*self.at_peak[:2], max(self.at_peak[2], workers))
+                self.peak, self.at_peak = total, (anon, shm)
+            self.workers_peak = max(self.workers_peak, workers)
 
     def stop(self) -> None:
         self._stop_flag.set()
@@ -118,7 +119,8 @@ def measure(name: str, batches: int) -> dict[str, Any]:
         s = loader.stats.summary()
     elapsed = time.perf_counter() - t0
     sampler.stop()
-    anon, shm, workers = sampler.at_peak
+    anon, shm = sampler.at_peak
+    workers = sampler.workers_peak
     return {
         "name": name,
         "batch_mb": size / 1e6,

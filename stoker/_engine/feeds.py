@@ -255,10 +255,9 @@ class IndexedFeed:
         run = self._run
         if run is None or not run.can_move:
             return "next epoch"
-        leaving, was = self._backend, self.mode
+        leaving = self._backend
         if not self._switch_now(close_old=False):
             return "refused"
-        self.mode = was  # until the old run's last batch is in (_retire)
         rest, owed = run.hand_over()
         self._credit = min(owed, budget) if rest else 0
         self.resize(workers, budget)  # less what the old run still holds
@@ -301,8 +300,9 @@ class IndexedFeed:
         return pickling.describe(self.source, "source")
 
     def _switch_now(self, close_old: bool = True) -> bool:
-        """Start the backend ``switch_mode`` asked for; False if it refused (then
-        the old one stays, and says why)."""
+        """Make the backend ``switch_mode`` asked for; False if it refused (then
+        the old one stays, and says why). ``mode`` says which runs: the caller
+        sets it when the new backend takes over."""
         assert self._switch is not None
         mode, workers, budget = self._switch
         self._switch = None
@@ -317,13 +317,13 @@ class IndexedFeed:
             return False
         if old_backend is not None and close_old:
             old_backend.close(_RESTART_TIMEOUT_S)
-        self.mode = mode
         return True
 
     def start(self, epoch: int, positions: list[int], delivered: set[int]) -> EpochRun:
         self._settle()
         if self._switch is not None:
             self._switch_now()
+        self.mode = self._opts.mode
         keys = self.plan.keys(epoch)
         tasks: list[Task] = [(p, keys[p]) for p in positions]
         run = self.backend.start_epoch(epoch, tasks)

@@ -85,6 +85,14 @@ class Loop:
         self.run.release()
 
 
+def epoch(n: int) -> tuple[FakeRun, HandoffRun, Loop]:
+    """An epoch of ``n`` tasks on a fake run, and the loader's side of it."""
+    old = FakeRun(tasks(n), "old")
+    delivered: set[int] = set()
+    run = HandoffRun(old, n, delivered)
+    return old, run, Loop(run, delivered)
+
+
 def test_before_a_move_the_run_s_own_methods_are_used():
     old = FakeRun(tasks(4), "old")
     run = HandoffRun(old, 4, set())
@@ -92,10 +100,7 @@ def test_before_a_move_the_run_s_own_methods_are_used():
 
 
 def test_a_move_hands_over_what_was_not_started_and_drains_the_old_run_first():
-    old = FakeRun(tasks(10), "old")
-    delivered: set[int] = set()
-    run = HandoffRun(old, 10, delivered)
-    loop = Loop(run, delivered)
+    old, run, loop = epoch(10)
     old.start(4)  # positions 0-3 started
     old.finish(0)
     assert loop.get() == 0
@@ -134,10 +139,7 @@ def test_a_move_hands_over_what_was_not_started_and_drains_the_old_run_first():
 
 
 def test_a_move_with_nothing_left_only_drains():
-    old = FakeRun(tasks(3), "old")
-    delivered: set[int] = set()
-    run = HandoffRun(old, 3, delivered)
-    loop = Loop(run, delivered)
+    old, run, loop = epoch(3)
     old.start(3)
     rest, owed = run.hand_over()
     assert rest == [] and owed == 3
@@ -152,10 +154,7 @@ def test_a_move_with_nothing_left_only_drains():
 
 
 def test_a_move_after_every_result_arrived_starts_the_new_run_at_once():
-    old = FakeRun(tasks(4), "old")
-    delivered: set[int] = set()
-    run = HandoffRun(old, 4, delivered)
-    loop = Loop(run, delivered)
+    old, run, loop = epoch(4)
     old.start(2)
     old.finish(0)
     old.finish(1)
@@ -200,10 +199,7 @@ def test_stop_and_join_reach_both_runs_during_a_move():
 
 
 def test_a_second_move_in_the_same_epoch_counts_from_the_first():
-    old = FakeRun(tasks(8), "old")
-    delivered: set[int] = set()
-    run = HandoffRun(old, 8, delivered)
-    loop = Loop(run, delivered)
+    old, run, loop = epoch(8)
     old.start(2)
     rest, owed = run.hand_over()
     mid = FakeRun(rest, "mid")

@@ -278,12 +278,13 @@ class WorkerPool:
         Results read for a run that is no longer current were settled already.
         """
         if not self.closed and not self._ready:
-            self._read_ready()
-            # Nothing of ``run`` left to come (its last tasks were answered
-            # "skipped" just now, after a stop): no wait. Without this check,
-            # ``join`` after a break slept its whole timeout (10 s) whenever every
-            # task still out was one no worker had started.
-            if not self._ready and timeout_s > 0 and self.in_flight(run):
+            read = self._read_ready()
+            # Messages read, none of them a result: if they were the last of
+            # ``run`` (its tasks answered "skipped" after a stop), nothing is left
+            # to wait for. Without this check, ``join`` after a break slept its
+            # whole timeout (10 s) whenever every task still out was one no worker
+            # had started. (Counted only then: off the per-batch path.)
+            if not self._ready and timeout_s > 0 and (not read or self.in_flight(run)):
                 self._poll(timeout_s)
         ready, self._ready = self._ready, []
         return [r for r_run, r in ready if r_run == run]
@@ -296,14 +297,17 @@ class WorkerPool:
                 self._read_ready()  # its last result, if it sent one, comes first
                 self._died(self._owner.pop(fd), fd)
 
-    def _read_ready(self) -> None:
+    def _read_ready(self) -> int:
+        """Read every message waiting; how many were read."""
+        read = 0
         while True:
             try:
                 message = self._receiver.recv()
             except BlockingIOError:
-                return
+                return read
             if message is None:
-                return
+                return read
+            read += 1
             msg, fds = message
             if isinstance(msg, Fatal):
                 self._fail(SerializationError(msg.message))
